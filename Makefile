@@ -1,0 +1,42 @@
+# poseaug-pl developer and user commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+# On the project's build machines a local CPU wheel serves exactly this version;
+# elsewhere set TORCH_SPEC (e.g. TORCH_SPEC=torch) to take your platform's build.
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= outputs/demo
+
+.PHONY: install demo test test-full lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv (if missing) and install the package with dev extras
+
+demo: install ## show the data pipeline on the embedded synthetic data
+	$(PY) -m poseaug_pl.prepare_data data=synthetic figure=$(DEMO_DIR)/synthetic_poses.png
+	$(PY) -m poseaug_pl.prepare_data data=synthetic_wild figure=$(DEMO_DIR)/synthetic_wild_poses.png
+
+test: install ## fast test suite (what CI runs)
+	$(PY) -m pytest -m "not slow" -q
+
+test-full: install ## every test, slow ones included
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
+
+format: install
+	$(PY) -m ruff check --fix src tests
+	$(PY) -m ruff format src tests
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache build src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,67 @@
+"""Cross-dataset test sets (MPI-INF-3DHP, 3DPW, ...) in PoseAug's npz layout.
+
+Each file holds ``pose3d`` (N, 16, 3), camera frame, metres, and ``pose2d`` (N, 16, 2) in
+normalised screen coordinates (``u / w * 2 - 1``, ``v / w * 2 - h / w``). An optional ``cam``
+(N, 9) holds normalised intrinsics; sets without it are evaluation-only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import skeleton
+from .poseset import DataError, PoseSet, check_array, load_npz
+
+
+def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
+    """Read one cross-dataset test set.
+
+    Args:
+        path: the ``.npz`` file.
+        name: the set's name (default: the file's stem), used in metrics and logs.
+
+    Returns:
+        A `PoseSet` with one pseudo-subject and action (``name``) and one sequence per frame.
+
+    Raises:
+        DataError: missing file or key, wrong shape or joint count, NaN/inf, N mismatch, or no rows.
+    """
+    path = Path(path).expanduser()
+    data = load_npz(path, ("pose3d", "pose2d"))
+    pose3d, pose2d = data["pose3d"], data["pose2d"]
+    for key, arr, c in (("pose3d", pose3d, 3), ("pose2d", pose2d, 2)):
+        if arr.ndim == 3 and arr.shape[1] in (17, 32) and arr.shape[2] == c:
+            arr = skeleton.remap_joints(arr, skeleton.layout_for(arr.shape[1]))
+        check_array(path, key, arr, (skeleton.NUM_JOINTS, c))
+        if key == "pose3d":
+            pose3d = arr
+        else:
+            pose2d = arr
+    if len(pose3d) != len(pose2d):
+        raise DataError(f"{path}: 'pose3d' has {len(pose3d)} rows but 'pose2d' has {len(pose2d)}")
+    if len(pose3d) == 0:
+        raise DataError(f"{path}: the set is empty")
+    cam = None
+    if "cam" in data.files:
+        cam = data["cam"]
+        check_array(path, "cam", cam, (9,))
+        if len(cam) != len(pose3d):
+            raise DataError(f"{path}: 'cam' has {len(cam)} rows, expected {len(pose3d)}")
+        cam = torch.as_tensor(cam, dtype=torch.float32)
+    n = len(pose3d)
+    name = name or path.stem
+    zeros = torch.zeros(n, dtype=torch.int64)
+    return PoseSet(
+        name=name,
+        pose3d=torch.as_tensor(np.asarray(pose3d), dtype=torch.float32),
+        pose2d=torch.as_tensor(np.asarray(pose2d), dtype=torch.float32),
+        cam=cam,
+        subject=zeros,
+        action=zeros.clone(),
+        sequence=torch.arange(n),
+        subjects=(name,),
+        actions=(name,),
+    )

@@ -1,0 +1,214 @@
+"""LightningDataModules serving pose pairs from tensors on the training device.
+
+A batch is a dict of tensors: ``pose3d`` (B, 16, 3) camera-frame metres (absolute), ``pose2d``
+(B, 16, 2) normalised, ``cam`` (B, 9) normalised intrinsics (absent for cross-sets without
+calibration), ``subject``, ``action``, ``sequence`` and ``index`` (B,) int64.
+
+Splits: ``train``; ``val``, whole sequences held out from the training subjects (for model
+selection, never test data); and the named test sets (`test_names`): the in-domain test split,
+the domain's extra sets, then every cross-dataset set.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+
+from .. import skeleton
+from .cross import load_cross_set
+from .h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m
+from .loader import EpochSampler, TensorBatches
+from .poseset import DataError, PoseSet
+from .synthetic import generate
+
+log = logging.getLogger(__name__)
+
+
+def split_by_sequence(data: PoseSet, fraction: float, seed: int = 0) -> tuple[PoseSet, PoseSet]:
+    """Hold out whole sequences (all cameras of them) as a validation set.
+
+    Args:
+        data: the training pairs.
+        fraction: share of sequences held out (0 gives an empty validation set).
+        seed: seed of the choice.
+
+    Returns:
+        (train, val) sets.
+    """
+    seqs = torch.unique(data.sequence)
+    k = round(fraction * len(seqs))
+    if fraction > 0 and len(seqs) > 1:
+        k = min(max(k, 1), len(seqs) - 1)
+    gen = torch.Generator().manual_seed(seed)
+    held = seqs[torch.randperm(len(seqs), generator=gen)[:k]]
+    is_val = torch.isin(data.sequence, held)
+    return data.select(~is_val, name="train"), data.select(is_val, name="val")
+
+
+class PoseDataModule(L.LightningDataModule):
+    """Base datamodule: subclasses implement `load_splits`.
+
+    Args:
+        batch_size: training batch size (the last incomplete batch is dropped).
+        eval_batch_size: batch size of validation and test loaders.
+        val_fraction: share of training sequences held out for validation.
+        cross_sets: mapping name -> npz path of cross-dataset test sets (PoseAug layout).
+        seed: seed of the validation split and of the per-epoch shuffling.
+    """
+
+    def __init__(self, batch_size: int = 1024, eval_batch_size: int = 8192,
+                 val_fraction: float = 0.05, cross_sets: dict | None = None, seed: int = 0):  # fmt: skip
+        super().__init__()
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.val_fraction, self.seed = float(val_fraction), int(seed)
+        self.cross_sets = dict(cross_sets or {})
+        self.train_set: PoseSet | None = None
+        self.val_set: PoseSet | None = None
+        self.test_sets: dict[str, PoseSet] = {}
+        self._train_loader: TensorBatches | None = None
+
+    def load_splits(self) -> tuple[PoseSet, dict[str, PoseSet]]:
+        """Return the training pairs and the domain's named test sets."""
+        raise NotImplementedError
+
+    @property
+    def test_names(self) -> list[str]:
+        """Names of the test sets, in the order of `test_dataloader`."""
+        return list(self.test_sets)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load every split once and move it to the training device (when a trainer is attached)."""
+        if self.train_set is not None:
+            return
+        train, tests = self.load_splits()
+        for name, path in self.cross_sets.items():
+            if name in tests:
+                raise DataError(f"{path}: cross-set name {name!r} clashes with a built-in test set")
+            tests[name] = load_cross_set(path, name)
+        train, val = split_by_sequence(train, self.val_fraction, self.seed)
+        if len(train) == 0:
+            raise DataError("no training pairs left after the validation split")
+        device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
+        self.train_set, self.val_set = train.to(device), val.to(device)
+        self.test_sets = {k: v.to(device) for k, v in tests.items()}
+
+    def _rank(self) -> tuple[int, int]:
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def train_dataloader(self) -> TensorBatches:
+        """Shuffled training batches (one loader object for the whole run)."""
+        if self._train_loader is None:
+            rank, world = self._rank()
+            sampler = EpochSampler(len(self.train_set), True, self.seed, rank, world)
+            bs = self.batch_size
+            if len(sampler) < bs:
+                log.warning("batch_size %d > %d training pairs per rank; using %d", bs, len(sampler), len(sampler))  # fmt: skip
+                bs = len(sampler)
+            self._train_loader = TensorBatches(self.train_set.tensors(), bs, sampler, drop_last=True)
+        return self._train_loader
+
+    def _eval_loader(self, data: PoseSet) -> TensorBatches:
+        rank, world = self._rank()
+        sampler = EpochSampler(len(data), False, rank=rank, world_size=world)
+        return TensorBatches(data.tensors(), self.eval_batch_size, sampler)
+
+    def val_dataloader(self) -> TensorBatches:
+        """Validation batches in order (empty when ``val_fraction`` is 0)."""
+        return self._eval_loader(self.val_set)
+
+    def test_dataloader(self) -> list[TensorBatches]:
+        """One loader per test set, in `test_names` order."""
+        return [self._eval_loader(v) for v in self.test_sets.values()]
+
+    def train_bone_templates(self) -> torch.Tensor:
+        """(S, 15) mean bone lengths of each training subject (for PoseAug's bone swap)."""
+        lengths = skeleton.bone_lengths(self.train_set.pose3d)
+        subs = torch.unique(self.train_set.subject)
+        return torch.stack([lengths[self.train_set.subject == s].mean(0) for s in subs])
+
+    def summary(self) -> list[dict]:
+        """One row per split: name, pairs, subjects, depth range, share of 2D outside [-1, 1]."""
+        sets = {"train": self.train_set, "val": self.val_set, **self.test_sets}
+        rows = []
+        for name, s in sets.items():
+            if s is None or len(s) == 0:
+                rows.append({"set": name, "pairs": 0})
+                continue
+            depth = s.pose3d[:, 0, 2]
+            rows.append({
+                "set": name, "pairs": len(s),
+                "subjects": " ".join(s.subjects[i] for i in torch.unique(s.subject).tolist()),
+                "depth_m": f"{depth.min().item():.2f}-{depth.max().item():.2f}",
+                "out_of_frame_%": round(100 * (s.pose2d.abs() > 1).any(-1).any(-1).float().mean().item(), 2),
+            })  # fmt: skip
+        return rows
+
+
+class SyntheticDataModule(PoseDataModule):
+    """The embedded synthetic mocap data (`poseaug_pl.data.synthetic`).
+
+    Test sets: ``synthetic`` (the held-out S9/S11 templates, Human3.6M cameras) and
+    ``synthetic_wild`` (the shifted domain that plays the cross-dataset target).
+
+    Args:
+        train_sequences, test_sequences, wild_sequences: sequences per set (x 4 cameras x frames).
+        frames: frames per sequence (25 fps).
+        train_subjects, test_subjects: bone-length templates of each split.
+        **kwargs: `PoseDataModule` arguments.
+    """
+
+    def __init__(self, train_sequences: int = 200, test_sequences: int = 20,
+                 wild_sequences: int = 40, frames: int = 200, train_subjects=TRAIN_SUBJECTS,
+                 test_subjects=TEST_SUBJECTS, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.train_sequences, self.test_sequences = train_sequences, test_sequences
+        self.wild_sequences, self.frames = wild_sequences, frames
+        self.train_subjects, self.test_subjects = tuple(train_subjects), tuple(test_subjects)
+
+    def load_splits(self):
+        """Generate the training set and the ``synthetic`` and ``synthetic_wild`` test sets."""
+        s, f = self.seed, self.frames
+        train = generate(self.train_sequences, f, self.train_subjects, "h36m", s, "train")
+        tests = {
+            "synthetic": generate(self.test_sequences, f, self.test_subjects, "h36m", s + 1, "synthetic"),  # fmt: skip
+            "synthetic_wild": generate(self.wild_sequences, f, self.train_subjects + self.test_subjects, "wild", s + 2, "synthetic_wild"),  # fmt: skip
+        }
+        return train, tests
+
+
+class H36MDataModule(PoseDataModule):
+    """Human3.6M in the VideoPose3D layout (`poseaug_pl.data.h36m.load_h36m`).
+
+    The test set is named ``h36m`` (the test subjects, all frames of the selection).
+
+    Args:
+        root: folder holding ``data_3d_h36m.npz`` (and ``data_2d_h36m_<keypoints>.npz``).
+        keypoints: ``gt`` (projected ground truth) or a 2D source name such as ``sh_pt_mpii``.
+        stride: frame stride applied to the training and test subjects.
+        train_subjects, test_subjects, actions: the selection.
+        cache_dir: preprocessed-cache folder (default ``$POSEAUG_CACHE`` or
+            ``~/.cache/poseaug_pl``; ``false`` disables it).
+        **kwargs: `PoseDataModule` arguments.
+    """
+
+    def __init__(self, root: str, keypoints: str = "gt", stride: int = 1,
+                 train_subjects=TRAIN_SUBJECTS, test_subjects=TEST_SUBJECTS, actions=None,
+                 cache_dir=None, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.root, self.keypoints, self.stride = root, keypoints, int(stride)
+        self.train_subjects, self.test_subjects = tuple(train_subjects), tuple(test_subjects)
+        self.actions = list(actions) if actions else None
+        self.cache_dir = cache_dir
+
+    def load_splits(self):
+        """Load the training subjects and the ``h36m`` test set."""
+        common = dict(keypoints=self.keypoints, actions=self.actions, stride=self.stride,
+                      cache_dir=self.cache_dir)  # fmt: skip
+        train = load_h36m(self.root, subjects=self.train_subjects, name="train", **common)
+        test = load_h36m(self.root, subjects=self.test_subjects, name="h36m", **common)
+        return train, {"h36m": test}

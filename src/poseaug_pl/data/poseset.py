@@ -1,0 +1,112 @@
+"""`PoseSet`: a dataset of 2D-3D pose pairs held as whole tensors, and the data error type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..skeleton import NUM_JOINTS
+
+
+class DataError(ValueError):
+    """Bad input data. The message is one line naming the file and what is wrong."""
+
+
+def check_array(path, key: str, arr: np.ndarray, shape_tail: tuple[int, ...]) -> None:
+    """Raise `DataError` unless ``arr`` is a float array of shape (N, *shape_tail) with finite values.
+
+    Args:
+        path: file the array came from (for the message).
+        key: name of the array in that file (for the message).
+        arr: the array.
+        shape_tail: expected trailing shape; -1 matches any size.
+    """
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise DataError(f"{path}: '{key}' is not a numeric array")
+    tail = arr.shape[1:]
+    if len(tail) != len(shape_tail) or any(e not in (-1, a) for a, e in zip(tail, shape_tail)):
+        want = ",".join("?" if e == -1 else str(e) for e in shape_tail)
+        msg = f"'{key}' has shape {arr.shape}, expected (N,{want})"
+        if len(tail) == len(shape_tail) and len(tail) >= 2 and tail[-2] != shape_tail[-2]:
+            msg = f"'{key}' has {tail[-2]} joints (shape {arr.shape}), expected {shape_tail[-2]}"
+        raise DataError(f"{path}: {msg}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).reshape(len(arr), -1).any(1).sum())
+        raise DataError(f"{path}: '{key}' contains NaN or inf values in {bad} of {len(arr)} rows")
+
+
+@dataclass
+class PoseSet:
+    """Pose pairs as whole tensors (no per-sample objects).
+
+    Attributes:
+        name: the set's name (``train``, ``h36m``, ``synthetic_wild``, a cross-set name, ...).
+        pose3d: (N, 16, 3) float32 camera-frame joints in metres (absolute; the root is not
+            subtracted, so poses can be re-projected).
+        pose2d: (N, 16, 2) float32 2D input in normalised screen coordinates.
+        cam: (N, 9) float32 normalised intrinsics (see `poseaug_pl.camera`), or None when the
+            source has no calibration (cross-dataset test sets).
+        subject: (N,) int64 index into ``subjects``.
+        action: (N,) int64 index into ``actions``.
+        sequence: (N,) int64 id of the source sequence (frames of one sequence share it).
+        subjects, actions: names for the ids.
+    """
+
+    name: str
+    pose3d: torch.Tensor
+    pose2d: torch.Tensor
+    cam: torch.Tensor | None
+    subject: torch.Tensor
+    action: torch.Tensor
+    sequence: torch.Tensor
+    subjects: tuple[str, ...] = field(default=())
+    actions: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        n = len(self.pose3d)
+        if self.pose3d.shape[1:] != (NUM_JOINTS, 3) or self.pose2d.shape != (n, NUM_JOINTS, 2):
+            raise ValueError(
+                f"{self.name}: pose3d/pose2d must be (N,16,3)/(N,16,2), "
+                f"got {tuple(self.pose3d.shape)}/{tuple(self.pose2d.shape)}"
+            )
+        for f in ("subject", "action", "sequence"):
+            if len(getattr(self, f)) != n:
+                raise ValueError(f"{self.name}: '{f}' has {len(getattr(self, f))} rows, not {n}")
+        if self.cam is not None and self.cam.shape != (n, 9):
+            raise ValueError(f"{self.name}: cam must be (N,9), got {tuple(self.cam.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.pose3d)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The per-row tensors by name (``cam`` omitted when absent)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+        return out
+
+    def select(self, index: torch.Tensor, name: str | None = None) -> PoseSet:
+        """Rows picked by a boolean mask or an index tensor, as a new set."""
+        picked = {k: v[index] for k, v in self.tensors().items()}
+        return replace(self, name=name or self.name, **picked)
+
+    def to(self, device: torch.device | str) -> PoseSet:
+        """The same set with every tensor on ``device``."""
+        return replace(self, **{k: v.to(device) for k, v in self.tensors().items()})
+
+
+def load_npz(path: str | Path, keys: tuple[str, ...]):
+    """Open an ``.npz`` file and check it has ``keys``; DataError (one line) otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        data = np.load(path, allow_pickle=True)
+    except Exception as e:  # zip/pickle errors of every kind
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    missing = [k for k in keys if k not in data.files]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {missing}; found {sorted(data.files)}")
+    return data

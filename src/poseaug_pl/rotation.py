@@ -1,0 +1,67 @@
+"""Batched rotation matrices: Euler angles, axis-angle, and look-at cameras."""
+
+from __future__ import annotations
+
+import torch
+
+
+def euler_yxz_to_matrix(angles: torch.Tensor) -> torch.Tensor:
+    """Rotation ``Ry(ay) @ Rx(ax) @ Rz(az)`` from angles ``(ax, ay, az)`` in radians.
+
+    Args:
+        angles: (..., 3) rotation angles about x, y and z.
+
+    Returns:
+        (..., 3, 3) rotation matrices.
+    """
+    cx, cy, cz = torch.cos(angles).unbind(-1)
+    sx, sy, sz = torch.sin(angles).unbind(-1)
+    sysx, cysx = sy * sx, cy * sx
+    entries = (
+        cy * cz + sysx * sz, sysx * cz - cy * sz, sy * cx,
+        cx * sz, cx * cz, -sx,
+        cysx * sz - sy * cz, sy * sz + cysx * cz, cy * cx,
+    )  # fmt: skip
+    return torch.stack(entries, dim=-1).unflatten(-1, (3, 3))
+
+
+def axis_angle_to_matrix(axis_angle: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Rodrigues' formula: rotation by ``|v|`` radians about ``v / |v|``.
+
+    Args:
+        axis_angle: (..., 3) rotation vectors; zero gives the identity (with finite gradients).
+        eps: floor on the angle used for normalisation.
+
+    Returns:
+        (..., 3, 3) rotation matrices.
+    """
+    theta = torch.linalg.vector_norm(axis_angle, dim=-1, keepdim=True)
+    axis = axis_angle / theta.clamp_min(eps)
+    x, y, z = axis.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack(
+        [torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1),
+         torch.stack([-y, x, zero], -1)], dim=-2,
+    )  # fmt: skip
+    s, c = torch.sin(theta).unsqueeze(-1), torch.cos(theta).unsqueeze(-1)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    return eye + s * k + (1 - c) * (k @ k)
+
+
+def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """World-to-camera rotation of a camera at ``eye`` looking at ``target``.
+
+    Camera axes follow the vision convention: x right, y down, z forward.
+
+    Args:
+        eye: (..., 3) camera centres.
+        target: (..., 3) points looked at.
+        up: (3,) or (..., 3) world up direction (must not be parallel to the viewing direction).
+
+    Returns:
+        (..., 3, 3) rotation R with ``X_cam = R @ (X_world - eye)``.
+    """
+    z = torch.nn.functional.normalize(target - eye, dim=-1)
+    x = torch.nn.functional.normalize(torch.linalg.cross(z, up.expand_as(z)), dim=-1)
+    y = torch.linalg.cross(z, x)
+    return torch.stack([x, y, z], dim=-2)

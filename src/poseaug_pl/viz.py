@@ -1,0 +1,92 @@
+"""Headless matplotlib figures of 16-joint skeletons (left side blue, right side red)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from . import skeleton  # noqa: E402
+
+LEFT_COLOR, RIGHT_COLOR, CENTRE_COLOR = "tab:blue", "tab:red", "0.25"
+
+
+def bone_color(k: int) -> str:
+    """Colour of bone ``k``: blue for the subject's left, red for the right, grey in the middle."""
+    if k in skeleton.LEFT_BONES:
+        return LEFT_COLOR
+    return RIGHT_COLOR if k in skeleton.RIGHT_BONES else CENTRE_COLOR
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def draw_2d(ax, pose2d, title: str | None = None) -> None:
+    """Draw a (16, 2) pose in normalised screen coordinates (image y points down)."""
+    p = _np(pose2d)
+    for k, (a, b) in enumerate(skeleton.BONES):
+        ax.plot(p[[a, b], 0], p[[a, b], 1], color=bone_color(k), lw=2)
+    ax.scatter(p[:, 0], p[:, 1], s=6, color="k", zorder=3)
+    ax.set_aspect("equal")
+    ax.invert_yaxis()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def draw_3d(ax, pose3d, title: str | None = None, radius: float = 1.0) -> None:
+    """Draw a (16, 3) camera-frame pose (x right, y down, z forward) upright, root-centred."""
+    p = _np(pose3d)
+    p = p - p[:1]
+    x, y, z = p[:, 0], p[:, 2], -p[:, 1]  # plot axes: right, depth, up
+    for k, (a, b) in enumerate(skeleton.BONES):
+        ax.plot(x[[a, b]], y[[a, b]], z[[a, b]], color=bone_color(k), lw=2)
+    ax.set_xlim(-radius, radius)
+    ax.set_ylim(-radius, radius)
+    ax.set_zlim(-radius, radius)
+    ax.set_box_aspect((1, 1, 1))
+    ax.view_init(elev=10, azim=-80)
+    ax.set_xticklabels([])
+    ax.set_yticklabels([])
+    ax.set_zticklabels([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def pose_grid(pose3d, pose2d, titles=None, cols: int = 6):
+    """Figure with a 2D row and a 3D row for each group of ``cols`` poses.
+
+    Args:
+        pose3d: (N, 16, 3) camera-frame poses; pose2d: (N, 16, 2) their 2D inputs.
+        titles: optional N strings.
+        cols: poses per row pair.
+
+    Returns:
+        the matplotlib Figure.
+    """
+    n = len(pose3d)
+    rows = -(-n // cols)
+    fig = plt.figure(figsize=(2.2 * cols, 4.4 * rows))
+    for i in range(n):
+        r, c = divmod(i, cols)
+        t = titles[i] if titles is not None else None
+        draw_2d(fig.add_subplot(2 * rows, cols, 2 * r * cols + c + 1), pose2d[i], t)
+        draw_3d(fig.add_subplot(2 * rows, cols, (2 * r + 1) * cols + c + 1, projection="3d"), pose3d[i])
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save ``fig`` as PNG (parent folders created) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
