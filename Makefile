@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv (if missing) and install the package with dev extras
 
-demo: install ## show the data pipeline on the embedded synthetic data
-	$(PY) -m poseaug_pl.prepare_data data=synthetic figure=$(DEMO_DIR)/synthetic_poses.png
-	$(PY) -m poseaug_pl.prepare_data data=synthetic_wild figure=$(DEMO_DIR)/synthetic_wild_poses.png
+demo: install ## generate the embedded synthetic data, summarise it, draw sample poses
+	$(PY) -m poseaug_pl.prepare_data data=synthetic figures=$(DEMO_DIR)/figures
+	@echo "figures written to $(DEMO_DIR)/figures/"
 
 test: install ## fast test suite (what CI runs)
 	$(PY) -m pytest -m "not slow" -q
@@ -30,12 +30,12 @@ test-full: install ## every test, slow ones included
 	$(PY) -m pytest -q
 
 lint: install
-	$(PY) -m ruff check src tests
-	$(PY) -m ruff format --check src tests
+	$(PY) -m ruff check src tests scripts
+	$(PY) -m ruff format --check src tests scripts
 
 format: install
-	$(PY) -m ruff check --fix src tests
-	$(PY) -m ruff format src tests
+	$(PY) -m ruff check --fix src tests scripts
+	$(PY) -m ruff format src tests scripts
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache build src/*.egg-info

@@ -78,7 +78,9 @@ def pose_grid(pose3d, pose2d, titles=None, cols: int = 6):
         r, c = divmod(i, cols)
         t = titles[i] if titles is not None else None
         draw_2d(fig.add_subplot(2 * rows, cols, 2 * r * cols + c + 1), pose2d[i], t)
-        draw_3d(fig.add_subplot(2 * rows, cols, (2 * r + 1) * cols + c + 1, projection="3d"), pose3d[i])
+        draw_3d(
+            fig.add_subplot(2 * rows, cols, (2 * r + 1) * cols + c + 1, projection="3d"), pose3d[i]
+        )
     fig.tight_layout()
     return fig
 

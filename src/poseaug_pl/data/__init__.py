@@ -8,7 +8,17 @@ from .poseset import DataError, PoseSet
 from .synthetic import generate
 
 __all__ = [
-    "DataError", "EpochSampler", "H36MDataModule", "PoseDataModule", "PoseSet",
-    "SyntheticDataModule", "TensorBatches", "TEST_SUBJECTS", "TRAIN_SUBJECTS", "generate",
-    "load_cross_set", "load_h36m", "split_by_sequence",
-]  # fmt: skip
+    "DataError",
+    "EpochSampler",
+    "H36MDataModule",
+    "PoseDataModule",
+    "PoseSet",
+    "SyntheticDataModule",
+    "TensorBatches",
+    "TEST_SUBJECTS",
+    "TRAIN_SUBJECTS",
+    "generate",
+    "load_cross_set",
+    "load_h36m",
+    "split_by_sequence",
+]

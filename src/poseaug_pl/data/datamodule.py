@@ -58,8 +58,14 @@ class PoseDataModule(L.LightningDataModule):
         seed: seed of the validation split and of the per-epoch shuffling.
     """
 
-    def __init__(self, batch_size: int = 1024, eval_batch_size: int = 8192,
-                 val_fraction: float = 0.05, cross_sets: dict | None = None, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        batch_size: int = 1024,
+        eval_batch_size: int = 8192,
+        val_fraction: float = 0.05,
+        cross_sets: dict | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -107,9 +113,16 @@ class PoseDataModule(L.LightningDataModule):
             sampler = EpochSampler(len(self.train_set), True, self.seed, rank, world)
             bs = self.batch_size
             if len(sampler) < bs:
-                log.warning("batch_size %d > %d training pairs per rank; using %d", bs, len(sampler), len(sampler))  # fmt: skip
+                log.warning(
+                    "batch_size %d > %d training pairs per rank; using %d",
+                    bs,
+                    len(sampler),
+                    len(sampler),
+                )
                 bs = len(sampler)
-            self._train_loader = TensorBatches(self.train_set.tensors(), bs, sampler, drop_last=True)
+            self._train_loader = TensorBatches(
+                self.train_set.tensors(), bs, sampler, drop_last=True
+            )
         return self._train_loader
 
     def _eval_loader(self, data: PoseSet) -> TensorBatches:
@@ -140,12 +153,17 @@ class PoseDataModule(L.LightningDataModule):
                 rows.append({"set": name, "pairs": 0})
                 continue
             depth = s.pose3d[:, 0, 2]
-            rows.append({
-                "set": name, "pairs": len(s),
-                "subjects": " ".join(s.subjects[i] for i in torch.unique(s.subject).tolist()),
-                "depth_m": f"{depth.min().item():.2f}-{depth.max().item():.2f}",
-                "out_of_frame_%": round(100 * (s.pose2d.abs() > 1).any(-1).any(-1).float().mean().item(), 2),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "set": name,
+                    "pairs": len(s),
+                    "subjects": " ".join(s.subjects[i] for i in torch.unique(s.subject).tolist()),
+                    "depth_m": f"{depth.min().item():.2f}-{depth.max().item():.2f}",
+                    "out_of_frame_%": round(
+                        100 * (s.pose2d.abs() > 1).any(-1).any(-1).float().mean().item(), 2
+                    ),
+                }
+            )
         return rows
 
 
@@ -162,9 +180,16 @@ class SyntheticDataModule(PoseDataModule):
         **kwargs: `PoseDataModule` arguments.
     """
 
-    def __init__(self, train_sequences: int = 200, test_sequences: int = 20,
-                 wild_sequences: int = 40, frames: int = 200, train_subjects=TRAIN_SUBJECTS,
-                 test_subjects=TEST_SUBJECTS, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        train_sequences: int = 200,
+        test_sequences: int = 20,
+        wild_sequences: int = 40,
+        frames: int = 200,
+        train_subjects=TRAIN_SUBJECTS,
+        test_subjects=TEST_SUBJECTS,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.train_sequences, self.test_sequences = train_sequences, test_sequences
         self.wild_sequences, self.frames = wild_sequences, frames
@@ -175,8 +200,17 @@ class SyntheticDataModule(PoseDataModule):
         s, f = self.seed, self.frames
         train = generate(self.train_sequences, f, self.train_subjects, "h36m", s, "train")
         tests = {
-            "synthetic": generate(self.test_sequences, f, self.test_subjects, "h36m", s + 1, "synthetic"),  # fmt: skip
-            "synthetic_wild": generate(self.wild_sequences, f, self.train_subjects + self.test_subjects, "wild", s + 2, "synthetic_wild"),  # fmt: skip
+            "synthetic": generate(
+                self.test_sequences, f, self.test_subjects, "h36m", s + 1, "synthetic"
+            ),
+            "synthetic_wild": generate(
+                self.wild_sequences,
+                f,
+                self.train_subjects + self.test_subjects,
+                "wild",
+                s + 2,
+                "synthetic_wild",
+            ),
         }
         return train, tests
 
@@ -196,9 +230,17 @@ class H36MDataModule(PoseDataModule):
         **kwargs: `PoseDataModule` arguments.
     """
 
-    def __init__(self, root: str, keypoints: str = "gt", stride: int = 1,
-                 train_subjects=TRAIN_SUBJECTS, test_subjects=TEST_SUBJECTS, actions=None,
-                 cache_dir=None, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        root: str,
+        keypoints: str = "gt",
+        stride: int = 1,
+        train_subjects=TRAIN_SUBJECTS,
+        test_subjects=TEST_SUBJECTS,
+        actions=None,
+        cache_dir=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.root, self.keypoints, self.stride = root, keypoints, int(stride)
         self.train_subjects, self.test_subjects = tuple(train_subjects), tuple(test_subjects)
@@ -207,8 +249,12 @@ class H36MDataModule(PoseDataModule):
 
     def load_splits(self):
         """Load the training subjects and the ``h36m`` test set."""
-        common = dict(keypoints=self.keypoints, actions=self.actions, stride=self.stride,
-                      cache_dir=self.cache_dir)  # fmt: skip
+        common = dict(
+            keypoints=self.keypoints,
+            actions=self.actions,
+            stride=self.stride,
+            cache_dir=self.cache_dir,
+        )
         train = load_h36m(self.root, subjects=self.train_subjects, name="train", **common)
         test = load_h36m(self.root, subjects=self.test_subjects, name="h36m", **common)
         return train, {"h36m": test}

@@ -88,7 +88,9 @@ def _build(path3d: Path, path2d: Path | None) -> dict:
     """Preprocess every subject/action/camera of the files into flat arrays (see module doc)."""
     pos3d = load_npz(path3d, ("positions_3d",))["positions_3d"].item()
     if not isinstance(pos3d, dict) or not pos3d:
-        raise DataError(f"{path3d}: 'positions_3d' is not a non-empty {{subject: {{action: array}}}}")
+        raise DataError(
+            f"{path3d}: 'positions_3d' is not a non-empty {{subject: {{action: array}}}}"
+        )
     pos2d = None
     if path2d is not None:
         pos2d = load_npz(path2d, ("positions_2d",))["positions_2d"].item()
@@ -101,15 +103,20 @@ def _build(path3d: Path, path2d: Path | None) -> dict:
         raise DataError(f"{path3d}: subject(s) {unknown} have no Human3.6M calibration")
     cams = h36m_camera_arrays(subjects)
     actions = sorted({canonical_action(a) for s in subjects for a in pos3d[s]})
-    parts = {k: [] for k in ("pose3d", "pose2d", "subject", "camera", "action", "sequence", "frame")}
+    parts = {
+        k: [] for k in ("pose3d", "pose2d", "subject", "camera", "action", "sequence", "frame")
+    }
     seq_names, skipped = [], []
-    bar = tqdm(total=sum(len(pos3d[s]) for s in subjects), desc="Human3.6M", unit="seq", disable=None)
+    bar = tqdm(
+        total=sum(len(pos3d[s]) for s in subjects), desc="Human3.6M", unit="seq", disable=None
+    )
     for si, s in enumerate(subjects):
         for a in sorted(pos3d[s]):
             bar.update()
             x3 = torch.from_numpy(_to_16(path3d, f"positions_3d[{s}][{a}]", pos3d[s][a], 3))
-            xc = world_to_camera(x3.double(), cams["rot"][si, :, None].double(),
-                                 cams["trans"][si, :, None].double()).float()  # (4,T,16,3)  fmt: skip
+            xc = world_to_camera(
+                x3.double(), cams["rot"][si, :, None].double(), cams["trans"][si, :, None].double()
+            ).float()  # (4, T, 16, 3)
             if pos2d is None:
                 x2 = [project_to_2d(xc[c], cams["intrinsics"][si, c]) for c in range(4)]
             else:
@@ -118,7 +125,9 @@ def _build(path3d: Path, path2d: Path | None) -> dict:
                     skipped.append(f"{s}/{a}")
                     continue
                 if len(views) != len(H36M_CAMERA_IDS):
-                    raise DataError(f"{path2d}: 'positions_2d[{s}][{a}]' has {len(views)} cameras, expected 4")  # fmt: skip
+                    raise DataError(
+                        f"{path2d}: 'positions_2d[{s}][{a}]' has {len(views)} cameras, expected 4"
+                    )
                 x2 = []
                 for c, v in enumerate(views):
                     v = _to_16(path2d, f"positions_2d[{s}][{a}][{c}]", np.asarray(v), 2)
@@ -133,13 +142,19 @@ def _build(path3d: Path, path2d: Path | None) -> dict:
                     continue
                 parts["pose3d"].append(xc[c, :n])
                 parts["pose2d"].append(x2[c][:n].float())
-                for key, val in (("subject", si), ("camera", c), ("sequence", seq),
-                                 ("action", actions.index(canonical_action(a)))):  # fmt: skip
+                for key, val in (
+                    ("subject", si),
+                    ("camera", c),
+                    ("sequence", seq),
+                    ("action", actions.index(canonical_action(a))),
+                ):
                     parts[key].append(torch.full((n,), val, dtype=torch.int64))
                 parts["frame"].append(torch.arange(n))
     bar.close()
     if skipped:
-        log.warning("Human3.6M: no 2D for %d sequence(s), skipped: %s", len(skipped), ", ".join(skipped))
+        log.warning(
+            "Human3.6M: no 2D for %d sequence(s), skipped: %s", len(skipped), ", ".join(skipped)
+        )
     if not parts["pose3d"]:
         raise DataError(f"{path3d}: no sequences with both 3D and 2D poses")
     out = {k: torch.cat(v) for k, v in parts.items()}
@@ -219,7 +234,9 @@ def load_h36m(
     if keypoints != "gt":
         path2d = root / file_2d(keypoints)
         if not path2d.is_file():
-            raise DataError(f"{path2d}: file not found (keypoints={keypoints!r}; use 'gt' for ground-truth 2D)")  # fmt: skip
+            raise DataError(
+                f"{path2d}: file not found (keypoints={keypoints!r}; use 'gt' for ground-truth 2D)"
+            )
     t0 = time.perf_counter()
     full = _cached_build(path3d, path2d, keypoints, cache_dir)
     meta = full["meta"]
@@ -232,8 +249,10 @@ def load_h36m(
     if actions:
         actions = [actions] if isinstance(actions, str) else list(actions)
         seq_ok = torch.tensor(
-            [n.split("/", 1)[1] in actions or canonical_action(n.split("/", 1)[1]) in actions
-             for n in meta["sequences"]]  # fmt: skip
+            [
+                n.split("/", 1)[1] in actions or canonical_action(n.split("/", 1)[1]) in actions
+                for n in meta["sequences"]
+            ]
         )
         keep &= seq_ok[full["sequence"]]
     if stride > 1:
@@ -257,5 +276,11 @@ def load_h36m(
         subjects=tuple(meta["subjects"]),
         actions=tuple(meta["actions"]),
     )
-    log.info("Human3.6M %s: %d pairs from %s in %.1fs", name, len(out), subjects, time.perf_counter() - t0)
+    log.info(
+        "Human3.6M %s: %d pairs from %s in %.1fs",
+        name,
+        len(out),
+        subjects,
+        time.perf_counter() - t0,
+    )
     return out

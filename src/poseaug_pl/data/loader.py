@@ -51,8 +51,13 @@ class TensorBatches:
     Every batch also holds ``index``: the rows' positions in the tensors.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int,
-                 sampler: EpochSampler | None = None, drop_last: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        tensors: dict[str, torch.Tensor],
+        batch_size: int,
+        sampler: EpochSampler | None = None,
+        drop_last: bool = False,
+    ):
         n = {len(v) for v in tensors.values()}
         if len(n) != 1:
             raise ValueError(f"tensors must have equal lengths, got {sorted(n)}")

@@ -16,7 +16,7 @@ class DataError(ValueError):
 
 
 def check_array(path, key: str, arr: np.ndarray, shape_tail: tuple[int, ...]) -> None:
-    """Raise `DataError` unless ``arr`` is a float array of shape (N, *shape_tail) with finite values.
+    """Raise `DataError` unless ``arr`` is numeric, shaped (N, *shape_tail), and finite.
 
     Args:
         path: file the array came from (for the message).

@@ -26,13 +26,125 @@ from .poseset import PoseSet
 #: Mean bone lengths (metres, PoseAug bone order) of each Human3.6M subject, computed from
 #: ``data_3d_h36m.npz`` by ``scripts/bone_templates.py``. S1-S8 are the training templates.
 BONE_TEMPLATES: dict[str, tuple[float, ...]] = {
-    "S1": (0.1329, 0.4429, 0.4542, 0.1329, 0.4429, 0.4542, 0.2335, 0.2571, 0.1780, 0.1510, 0.2789, 0.2517, 0.1510, 0.2789, 0.2517),  # noqa: E501
-    "S5": (0.1193, 0.4283, 0.4424, 0.1193, 0.4283, 0.4424, 0.2243, 0.2541, 0.1579, 0.1431, 0.2646, 0.2486, 0.1431, 0.2646, 0.2486),  # noqa: E501
-    "S6": (0.1426, 0.4866, 0.4615, 0.1426, 0.4866, 0.4615, 0.2622, 0.2600, 0.1844, 0.1494, 0.3010, 0.2579, 0.1494, 0.3010, 0.2579),  # noqa: E501
-    "S7": (0.1359, 0.4486, 0.4380, 0.1359, 0.4486, 0.4380, 0.2262, 0.2554, 0.1564, 0.1397, 0.2756, 0.2473, 0.1397, 0.2756, 0.2473),  # noqa: E501
-    "S8": (0.1465, 0.4521, 0.4386, 0.1465, 0.4521, 0.4386, 0.2612, 0.2510, 0.2116, 0.1693, 0.2899, 0.2442, 0.1693, 0.2899, 0.2442),  # noqa: E501
-    "S9": (0.1241, 0.4722, 0.4686, 0.1241, 0.4722, 0.4686, 0.2563, 0.2504, 0.2046, 0.1833, 0.2963, 0.2490, 0.1833, 0.2963, 0.2490),  # noqa: E501
-    "S11": (0.1382, 0.4619, 0.4602, 0.1382, 0.4619, 0.4602, 0.2544, 0.2499, 0.1852, 0.1663, 0.2832, 0.2483, 0.1663, 0.2832, 0.2483),  # noqa: E501
+    "S1": (
+        0.1329,
+        0.4429,
+        0.4542,
+        0.1329,
+        0.4429,
+        0.4542,
+        0.2335,
+        0.2571,
+        0.1780,
+        0.1510,
+        0.2789,
+        0.2517,
+        0.1510,
+        0.2789,
+        0.2517,
+    ),  # noqa: E501
+    "S5": (
+        0.1193,
+        0.4283,
+        0.4424,
+        0.1193,
+        0.4283,
+        0.4424,
+        0.2243,
+        0.2541,
+        0.1579,
+        0.1431,
+        0.2646,
+        0.2486,
+        0.1431,
+        0.2646,
+        0.2486,
+    ),  # noqa: E501
+    "S6": (
+        0.1426,
+        0.4866,
+        0.4615,
+        0.1426,
+        0.4866,
+        0.4615,
+        0.2622,
+        0.2600,
+        0.1844,
+        0.1494,
+        0.3010,
+        0.2579,
+        0.1494,
+        0.3010,
+        0.2579,
+    ),  # noqa: E501
+    "S7": (
+        0.1359,
+        0.4486,
+        0.4380,
+        0.1359,
+        0.4486,
+        0.4380,
+        0.2262,
+        0.2554,
+        0.1564,
+        0.1397,
+        0.2756,
+        0.2473,
+        0.1397,
+        0.2756,
+        0.2473,
+    ),  # noqa: E501
+    "S8": (
+        0.1465,
+        0.4521,
+        0.4386,
+        0.1465,
+        0.4521,
+        0.4386,
+        0.2612,
+        0.2510,
+        0.2116,
+        0.1693,
+        0.2899,
+        0.2442,
+        0.1693,
+        0.2899,
+        0.2442,
+    ),  # noqa: E501
+    "S9": (
+        0.1241,
+        0.4722,
+        0.4686,
+        0.1241,
+        0.4722,
+        0.4686,
+        0.2563,
+        0.2504,
+        0.2046,
+        0.1833,
+        0.2963,
+        0.2490,
+        0.1833,
+        0.2963,
+        0.2490,
+    ),  # noqa: E501
+    "S11": (
+        0.1382,
+        0.4619,
+        0.4602,
+        0.1382,
+        0.4619,
+        0.4602,
+        0.2544,
+        0.2499,
+        0.1852,
+        0.1663,
+        0.2832,
+        0.2483,
+        0.1663,
+        0.2832,
+        0.2483,
+    ),  # noqa: E501
 }
 
 ACTIONS: tuple[str, ...] = ("walk", "stand", "sit", "squat", "reach")
@@ -149,8 +261,15 @@ def _program(action: str, n: int, gen: torch.Generator):
     elif action == "squat":
         freq = u(0.12, 0.3)
         p0 = rnd_phase()
-        for b, lo, hi in ((R_HIP, 35, 55), (L_HIP, 35, 55), (R_KNEE, 40, 62), (L_KNEE, 40, 62),
-                          (SPINE, 10, 25), (R_SHO, 15, 35), (L_SHO, 15, 35)):  # fmt: skip
+        for b, lo, hi in (
+            (R_HIP, 35, 55),
+            (L_HIP, 35, 55),
+            (R_KNEE, 40, 62),
+            (L_KNEE, 40, 62),
+            (SPINE, 10, 25),
+            (R_SHO, 15, 35),
+            (L_SHO, 15, 35),
+        ):
             a = u(lo, hi)
             base[:, b, 0], amp[:, b, 0], phase[:, b, 0] = a + u(0, 5), a, p0
         for b in (R_HIP, L_HIP):
@@ -169,8 +288,9 @@ def _mirror(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def sample_motion_params(num: int, actions: torch.Tensor, gen: torch.Generator,
-                         wild: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+def sample_motion_params(
+    num: int, actions: torch.Tensor, gen: torch.Generator, wild: bool = False
+) -> dict[str, torch.Tensor]:
     """Draw every random number of ``num`` motion sequences (evaluated by `motion_at`).
 
     Args:
@@ -200,16 +320,25 @@ def sample_motion_params(num: int, actions: torch.Tensor, gen: torch.Generator,
         noise, lo, hi = 6.0, _LO * 1.1, _HI * 1.1
     lean = math.radians(15 if wild else 4)
     return {
-        "base": base, "amp": amp, "phase": phase, "freq": freq,
+        "base": base,
+        "amp": amp,
+        "phase": phase,
+        "freq": freq,
         "nfreq": _u(gen, num * 45, 0.05, 0.5).view(num, 15, 3),  # slow per-channel wander
         "nphase": torch.rand(num, 15, 3, generator=gen) * 2 * math.pi,
-        "noise": torch.full((num,), noise), "lo": lo.expand(num, 15, 3), "hi": hi.expand(num, 15, 3),
-        "yaw0": _u(gen, num, -math.pi, math.pi), "radius": _u(gen, num, 0.8, 1.6),
-        "turn": torch.where(torch.rand(num, generator=gen) < 0.5, 1.0, -1.0), "speed": speed,
-        "sway_f": _u(gen, num, 0.02, 0.1), "sway_p": _u(gen, num, 0, 2 * math.pi),
+        "noise": torch.full((num,), noise),
+        "lo": lo.expand(num, 15, 3),
+        "hi": hi.expand(num, 15, 3),
+        "yaw0": _u(gen, num, -math.pi, math.pi),
+        "radius": _u(gen, num, 0.8, 1.6),
+        "turn": torch.where(torch.rand(num, generator=gen) < 0.5, 1.0, -1.0),
+        "speed": speed,
+        "sway_f": _u(gen, num, 0.02, 0.1),
+        "sway_p": _u(gen, num, 0, 2 * math.pi),
         "centre": torch.tensor(CAPTURE_CENTRE) + (torch.rand(num, 2, generator=gen) - 0.5),
-        "pitch": _u(gen, num, -lean, lean), "roll": _u(gen, num, -lean, lean),
-    }  # fmt: skip
+        "pitch": _u(gen, num, -lean, lean),
+        "roll": _u(gen, num, -lean, lean),
+    }
 
 
 def motion_at(p: dict[str, torch.Tensor], t: torch.Tensor):
@@ -238,7 +367,8 @@ def motion_at(p: dict[str, torch.Tensor], t: torch.Tensor):
     yaw = torch.where(walking, yaw0 + col["turn"] * col["speed"] / col["radius"] * t, yaw0 + sway)
     # on a circle around the centre, heading along it: d/dt of the position is speed * forward
     circle = (col["turn"] * col["radius"]).unsqueeze(-1) * torch.stack(
-        [torch.cos(yaw), torch.sin(yaw)], -1)  # fmt: skip
+        [torch.cos(yaw), torch.sin(yaw)], -1
+    )
     drift = 0.15 * torch.stack([torch.sin(0.3 * t + yaw0), torch.cos(0.23 * t + yaw0)], -1)
     root_xy = p["centre"].unsqueeze(1) + torch.where(walking.unsqueeze(-1), circle, drift)
     lean = torch.stack([p["pitch"], p["roll"]], -1).unsqueeze(1).expand(n, len(t), 2)
@@ -246,8 +376,9 @@ def motion_at(p: dict[str, torch.Tensor], t: torch.Tensor):
     return angles, root_rot, root_xy
 
 
-def forward_kinematics(angles: torch.Tensor, lengths: torch.Tensor,
-                       root_rot: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def forward_kinematics(
+    angles: torch.Tensor, lengths: torch.Tensor, root_rot: torch.Tensor
+) -> torch.Tensor:
     """Joint positions (root at the origin) from semantic joint angles.
 
     Args:
@@ -275,7 +406,8 @@ def _wild_cameras(target: torch.Tensor, gen: torch.Generator, views: int):
     el = torch.deg2rad(-5 + 50 * torch.rand(size, generator=gen))
     dist = 3.5 + 4.5 * torch.rand(size, generator=gen)
     eye = target.unsqueeze(1) + dist.unsqueeze(-1) * torch.stack(
-        [torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], -1)  # fmt: skip
+        [torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], -1
+    )
     aim = target.unsqueeze(1) + 0.2 * (torch.rand(n, views, 3, generator=gen) - 0.5)
     rot = look_at(eye, aim, torch.tensor([0.0, 0.0, 1.0]))
     roll = torch.deg2rad(20 * torch.rand(size, generator=gen) - 10)
@@ -283,7 +415,9 @@ def _wild_cameras(target: torch.Tensor, gen: torch.Generator, views: int):
     rot = euler_yxz_to_matrix(torch.stack([zeros, zeros, roll], -1)) @ rot
     focal = dist * (0.25 + 0.3 * torch.rand(size, generator=gen))  # person ~25-55% of width
     centre = 0.1 * (torch.rand(n, views, 2, generator=gen) - 0.5)
-    intr = torch.cat([focal.unsqueeze(-1).expand(n, views, 2), centre, torch.zeros(n, views, 5)], -1)
+    intr = torch.cat(
+        [focal.unsqueeze(-1).expand(n, views, 2), centre, torch.zeros(n, views, 5)], -1
+    )
     return rot, eye, intr
 
 

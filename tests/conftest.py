@@ -1,0 +1,41 @@
+"""Shared fixtures: real Human3.6M data discovery and a per-session preprocessing cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def h36m_root() -> Path | None:
+    """``$POSEAUG_H36M`` or ``../shared/data/h36m`` beside the repo, if it holds the 3D file."""
+    for cand in (os.environ.get("POSEAUG_H36M"), REPO.parent / "shared" / "data" / "h36m"):
+        if cand and (Path(cand) / "data_3d_h36m.npz").is_file():
+            return Path(cand)
+    return None
+
+
+@pytest.fixture(scope="session")
+def h36m() -> Path:
+    """Folder of the real Human3.6M files; skips the test when they are absent."""
+    root = h36m_root()
+    if root is None:
+        pytest.skip(
+            "real Human3.6M data not found (set POSEAUG_H36M or provide ../shared/data/h36m)"
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def h36m_cache(tmp_path_factory) -> Path:
+    """A preprocessing cache shared by the tests of one session (never the user's cache)."""
+    return tmp_path_factory.mktemp("h36m_cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(monkeypatch, tmp_path_factory):
+    """Keep every test away from ~/.cache unless it passes its own cache_dir."""
+    monkeypatch.setenv("POSEAUG_CACHE", str(tmp_path_factory.getbasetemp() / "default_cache"))

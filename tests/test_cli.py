@@ -1,0 +1,67 @@
+"""The command-line entry points, run the way a user runs them."""
+
+import subprocess
+import sys
+
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from poseaug_pl.data import H36MDataModule, SyntheticDataModule
+from poseaug_pl.utils import CONFIG_DIR
+
+TINY = [
+    "data.train_sequences=10",
+    "data.test_sequences=2",
+    "data.wild_sequences=2",
+    "data.frames=10",
+]
+
+
+def run(*args, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "poseaug_pl.prepare_data",
+        *args,
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+def test_prepare_data_prints_every_split_and_draws_figures(tmp_path):
+    r = run(*TINY, f"figures={tmp_path / 'fig'}", "num_figure_poses=4", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for name in ("train", "val", "synthetic", "synthetic_wild"):
+        assert f"\n{name} " in r.stdout
+    pngs = sorted(p.name for p in (tmp_path / "fig").glob("*.png"))
+    assert pngs == ["synthetic.png", "synthetic_wild.png", "train.png"]
+    assert all((tmp_path / "fig" / p).stat().st_size > 10_000 for p in pngs)
+
+
+def test_misspelt_override_fails_with_a_clear_message(tmp_path):
+    r = run("data.batch_sise=3", tmp_path=tmp_path)
+    assert r.returncode != 0 and "batch_sise" in r.stderr
+
+
+def test_data_configs_compose_and_instantiate():
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("prepare_data", overrides=TINY)
+        assert isinstance(instantiate(cfg.data), SyntheticDataModule)
+        cfg = compose(
+            "prepare_data",
+            overrides=[
+                "data=h36m",
+                "data.root=/x",
+                "data.stride=10",
+                "data.keypoints=sh_pt_mpii",
+                "+data.cross_sets.a=/a.npz",
+            ],
+        )
+        dm = instantiate(cfg.data)
+        assert isinstance(dm, H36MDataModule)
+        assert (dm.root, dm.stride, dm.keypoints, dm.cross_sets) == (
+            "/x",
+            10,
+            "sh_pt_mpii",
+            {"a": "/a.npz"},
+        )

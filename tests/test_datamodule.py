@@ -1,0 +1,155 @@
+"""Specification of the tensor loader and the datamodules."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from poseaug_pl.data import (
+    DataError,
+    EpochSampler,
+    H36MDataModule,
+    SyntheticDataModule,
+    TensorBatches,
+)
+
+
+def small_synthetic(**kw):
+    args = dict(
+        train_sequences=20,
+        test_sequences=4,
+        wild_sequences=4,
+        frames=10,
+        batch_size=64,
+        eval_batch_size=100,
+        val_fraction=0.1,
+    )
+    args.update(kw)
+    return SyntheticDataModule(**args)
+
+
+@pytest.fixture(scope="module")
+def dm():
+    d = small_synthetic()
+    d.setup("fit")
+    return d
+
+
+def test_splits_and_validation_holds_out_whole_sequences(dm):
+    assert len(dm.train_set) == 18 * 40 and len(dm.val_set) == 2 * 40
+    assert not set(dm.val_set.sequence.tolist()) & set(dm.train_set.sequence.tolist())
+    assert dm.test_names == ["synthetic", "synthetic_wild"]
+
+
+def test_train_batches(dm):
+    loader = dm.train_dataloader()
+    assert loader is dm.train_dataloader()  # built once, not per epoch
+    batches = list(loader)
+    assert len(batches) == len(loader) == 720 // 64  # last incomplete batch dropped
+    b = batches[0]
+    assert b["pose3d"].shape == (64, 16, 3) and b["pose2d"].shape == (64, 16, 2)
+    assert b["cam"].shape == (64, 9) and b["subject"].shape == (64,)
+    torch.testing.assert_close(b["pose3d"], dm.train_set.pose3d[b["index"]])
+
+
+def test_shuffle_changes_per_epoch_and_is_reproducible(dm):
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    e0 = torch.cat([b["index"] for b in loader])
+    loader.sampler.set_epoch(1)
+    e1 = torch.cat([b["index"] for b in loader])
+    loader.sampler.set_epoch(0)
+    again = torch.cat([b["index"] for b in loader])
+    assert not torch.equal(e0, e1) and torch.equal(e0, again)
+    assert len(set(e0.tolist())) == len(e0)  # no repeats within an epoch
+
+
+def test_eval_loaders_cover_every_row_in_order(dm):
+    for loader, name in zip(dm.test_dataloader(), dm.test_names):
+        idx = torch.cat([b["index"] for b in loader])
+        assert torch.equal(idx, torch.arange(len(dm.test_sets[name])))
+
+
+def test_ranks_get_disjoint_equal_shards():
+    shards = [EpochSampler(103, True, seed=1, rank=r, world_size=2).indices() for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 51
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+
+
+def test_loader_refuses_ragged_tensors():
+    with pytest.raises(ValueError, match="equal lengths"):
+        TensorBatches({"a": torch.zeros(3), "b": torch.zeros(4)}, 2)
+
+
+def test_cross_sets_join_the_test_sets(tmp_path):
+    path, rng = tmp_path / "mini.npz", np.random.default_rng(0)
+    np.savez(path, pose3d=rng.random((7, 16, 3)) + [0, 0, 4], pose2d=rng.random((7, 16, 2)))
+    d = small_synthetic(cross_sets={"mini": str(path)})
+    d.setup("test")
+    assert d.test_names == ["synthetic", "synthetic_wild", "mini"]
+    assert "cam" not in next(iter(d.test_dataloader()[2]))
+    clash = small_synthetic(cross_sets={"synthetic": str(path)})
+    with pytest.raises(DataError, match="clashes"):
+        clash.setup("test")
+
+
+def test_bone_templates_recover_the_subjects(dm):
+    from poseaug_pl.data.synthetic import BONE_TEMPLATES
+
+    expected = torch.tensor([BONE_TEMPLATES[s] for s in dm.train_set.subjects])
+    torch.testing.assert_close(dm.train_bone_templates(), expected, atol=1e-5, rtol=0)
+
+
+class _Recorder(L.LightningModule):
+    """Records what Lightning feeds a module from the datamodule."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(32, 48)
+        self.first_index, self.sizes = [], []
+
+    def training_step(self, batch, batch_idx):
+        if batch_idx == 0:
+            self.first_index.append(batch["index"][:8].clone())
+        self.sizes.append(len(batch["pose2d"]))
+        pred = self.layer(batch["pose2d"].flatten(1))
+        return (pred - batch["pose3d"].flatten(1)).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_lightning_trains_from_the_datamodule_and_reshuffles_each_epoch(tmp_path):
+    d = small_synthetic()
+    model = _Recorder()
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=d)
+    assert len(model.sizes) == 2 * (720 // 64) and set(model.sizes) == {64}
+    assert not torch.equal(model.first_index[0], model.first_index[1])
+
+
+@pytest.mark.realdata
+def test_h36m_datamodule_on_real_data(h36m, h36m_cache):
+    d = H36MDataModule(root=str(h36m), stride=50, cache_dir=str(h36m_cache), batch_size=256)
+    d.setup("fit")
+    assert d.test_names == ["h36m"]
+    assert set(d.train_set.subjects[i] for i in d.train_set.subject.unique().tolist()) <= {
+        "S1",
+        "S5",
+        "S6",
+        "S7",
+        "S8",
+    }
+    assert set(d.test_sets["h36m"].subject.unique().tolist()) == {5, 6}  # S9, S11
+    assert len(d.val_set) > 0
+    b = next(iter(d.train_dataloader()))
+    assert b["pose2d"].shape == (256, 16, 2)
