@@ -30,12 +30,12 @@ test-full: install ## every test, slow ones included
 	$(PY) -m pytest -q
 
 lint: install
-	$(PY) -m ruff check src tests scripts
-	$(PY) -m ruff format --check src tests scripts
+	$(PY) -m ruff check src tests scripts benchmarks
+	$(PY) -m ruff format --check src tests scripts benchmarks
 
 format: install
-	$(PY) -m ruff check --fix src tests scripts
-	$(PY) -m ruff format src tests scripts
+	$(PY) -m ruff check --fix src tests scripts benchmarks
+	$(PY) -m ruff format src tests scripts benchmarks
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache build src/*.egg-info

@@ -1,0 +1,129 @@
+"""PoseAug's losses as pure functions. Poses in metres; every loss is a scalar (batch mean).
+
+Two recipes exist (see ``docs/METHOD.md`` of the project's shared docs):
+
+* **paper**: rectified-L2 regularisers (threshold 0.1) and the feedback loss
+  ``|1 - exp(L_P(x') - beta * L_P(x))|``.
+* **released** (the authors' code): a band regulariser on the mean bone-angle change, the same
+  rectified L2 on bone-length ratios, and a band loss on the per-joint-group error ratio.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .skeleton import NUM_JOINTS
+
+#: Per-joint weights of the released feedback error (limb ends and knees/elbows count more).
+FEEDBACK_JOINT_WEIGHTS = (1, 5, 2, 1, 5, 2, 1, 1, 1, 1, 5, 2, 1, 5, 2, 1)
+#: Joint groups the released feedback error averages over: hips/shoulders, knees/elbows/head,
+#: feet/wrists.
+FEEDBACK_JOINT_GROUPS = ((1, 4, 10, 13), (2, 5, 9, 11, 14), (3, 6, 12, 15))
+
+
+def _group_matrix() -> torch.Tensor:
+    """(16, 3) matrix: weighted per-joint error @ M = per-group mean of weighted error."""
+    m = torch.zeros(NUM_JOINTS, len(FEEDBACK_JOINT_GROUPS))
+    for g, joints in enumerate(FEEDBACK_JOINT_GROUPS):
+        for j in joints:
+            m[j, g] = FEEDBACK_JOINT_WEIGHTS[j] / len(joints)
+    return m
+
+
+_GROUPS = _group_matrix()
+
+
+def lsgan_discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN loss of a discriminator: ``0.5 * (mean((D(real)-1)^2) + mean(D(fake)^2))``.
+
+    Args:
+        real, fake: discriminator scores of real and augmented samples, any shape.
+    """
+    return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+
+
+def lsgan_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN loss of the augmentor: ``0.5 * mean((D(fake) - 1)^2)``.
+
+    (The released code adds ``0.5 * mean(D(real)^2)``, which has no gradient for the augmentor.)
+    """
+    return 0.5 * (fake - 1).pow(2).mean()
+
+
+def band_loss(x: torch.Tensor, centre, half_width) -> torch.Tensor:
+    """``mean((x - centre)^2 * [|x - centre| > half_width])``: zero inside the band.
+
+    Args:
+        x: any shape; centre, half_width: scalars or tensors broadcastable to ``x``.
+    """
+    d2 = (x - centre).pow(2)
+    return (d2 * (d2 > half_width * half_width)).mean()
+
+
+def rectified_l2(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``mean(x^2 * [|x| > threshold])``: the rectified L2 regulariser (zero for small x)."""
+    return band_loss(x, 0.0, threshold)
+
+
+def ba_regulariser(ba_diff: torch.Tensor, ba_residual: torch.Tensor, recipe: str = "released",
+                   centre: float = 0.205, half_width: float = 0.165,
+                   threshold: float = 0.1) -> torch.Tensor:  # fmt: skip
+    """Keep the bone-angle changes in range.
+
+    * released: ``band_loss(mean_bones(1 - cos), centre, half_width)``: the mean angle change
+      per pose stays within ``1 - cos`` in [0.04, 0.37] (about 16 to 78 degrees);
+    * paper: ``rectified_l2(gamma_ba, threshold)`` on the predicted direction residuals.
+
+    Args:
+        ba_diff: (B, 15) ``1 - cos`` per bone; ba_residual: (B, 15, 3); recipe: paper|released.
+    """
+    if recipe == "released":
+        return band_loss(ba_diff.mean(-1), centre, half_width)
+    if recipe == "paper":
+        return rectified_l2(ba_residual, threshold)
+    raise ValueError(f"recipe must be 'paper' or 'released', got {recipe!r}")
+
+
+def bl_regulariser(bl_ratio: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """``rectified_l2(gamma_bl, threshold)`` on the (B, 9) bone-length ratios (both recipes)."""
+    return rectified_l2(bl_ratio, threshold)
+
+
+def mpjpe_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean per-joint Euclidean distance of root-relative (B, 16, 3) poses (the estimator loss)."""
+    return (pred - target).norm(dim=-1).mean()
+
+
+def pose_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean joint error, (B, 16, 3) x 2 -> (B,) (the paper's ``L_P``)."""
+    return (pred - target).norm(dim=-1).mean(-1)
+
+
+def grouped_pose_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Released feedback error: weighted per-joint L2, averaged per joint group -> (B, 3).
+
+    Weights `FEEDBACK_JOINT_WEIGHTS`; groups `FEEDBACK_JOINT_GROUPS`.
+    """
+    return (pred - target).norm(dim=-1) @ _GROUPS.to(pred.device, pred.dtype)
+
+
+def feedback_loss_paper(err_aug: torch.Tensor, err_src: torch.Tensor, beta) -> torch.Tensor:
+    """``mean(|1 - exp(L_P(x') - beta * L_P(x))|)``: the paper's feedback loss (Eq. 10).
+
+    Args:
+        err_aug: (B,) estimator error on augmented pairs; err_src: (B,) on the source pairs;
+        beta: the hard ratio.
+    """
+    return (1 - torch.exp(err_aug - beta * err_src)).abs().mean()
+
+
+def feedback_loss_released(err_aug: torch.Tensor, err_src: torch.Tensor, centre,
+                           half_width) -> torch.Tensor:  # fmt: skip
+    """Released feedback loss: ``band_loss(err_aug / err_src, centre, half_width)``.
+
+    Args:
+        err_aug, err_src: (B, 3) `grouped_pose_error` of augmented and source pairs.
+        centre: the target error ratio m (BA: 3 -> 5 over training; RT: 17).
+        half_width: s (BA: 2; RT: 15).
+    """
+    return band_loss(err_aug / err_src, centre, half_width)

@@ -1,0 +1,143 @@
+"""Evaluation metrics of the published protocol, in torch (batched, on any device).
+
+Poses are root-relative (N, 16, 3) in metres; reported numbers are in millimetres and percent.
+
+* MPJPE (protocol 1), PA-MPJPE (protocol 2: per-frame similarity Procrustes), N-MPJPE (scale
+  only), 3D PCK at 150 mm and AUC over 0..150 mm in 5 mm steps (MPI-INF-3DHP's protocol, over
+  all 16 joints as PoseAug computes it).
+* `PoseMetrics` accumulates sums as a torchmetrics `Metric`, so values reduce across processes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+from .skeleton import NUM_JOINTS, flip_pose
+
+PCK_THRESHOLD = 0.150
+AUC_THRESHOLDS = tuple(round(i * 0.005, 3) for i in range(31))  # 0, 5, ..., 150 mm
+
+
+def joint_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Euclidean error per joint, (..., 16, 3) x 2 -> (..., 16)."""
+    return (pred - target).norm(dim=-1)
+
+
+def mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Protocol 1: mean per-joint position error per sample, (N, 16, 3) x 2 -> (N,)."""
+    return joint_errors(pred, target).mean(-1)
+
+
+def procrustes_align(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Best similarity transform (rotation, scale, translation) of ``pred`` onto ``target``.
+
+    Per sample, via an SVD of the 3x3 cross-covariance; reflections are excluded by flipping the
+    sign of the last singular direction when ``det(R) < 0``.
+
+    Args:
+        pred, target: (N, J, 3).
+
+    Returns:
+        (N, J, 3) the aligned prediction.
+    """
+    mu_x, mu_y = target.mean(-2, keepdim=True), pred.mean(-2, keepdim=True)
+    x0, y0 = target - mu_x, pred - mu_y
+    norm_x = x0.pow(2).sum((-2, -1), keepdim=True).sqrt().clamp_min(eps)
+    norm_y = y0.pow(2).sum((-2, -1), keepdim=True).sqrt().clamp_min(eps)
+    x0, y0 = x0 / norm_x, y0 / norm_y
+    u, s, vt = torch.linalg.svd(x0.transpose(-1, -2) @ y0)
+    v = vt.transpose(-1, -2)
+    sign = torch.sign(torch.linalg.det(v @ u.transpose(-1, -2)))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    flip = torch.ones_like(s)
+    flip[..., -1] = sign
+    rot = (v * flip.unsqueeze(-2)) @ u.transpose(-1, -2)
+    scale = (s * flip).sum(-1).view(-1, 1, 1) * norm_x / norm_y
+    return scale * (pred - mu_y) @ rot + mu_x
+
+
+def pa_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Protocol 2: MPJPE after per-sample similarity Procrustes alignment, (N,)."""
+    return mpjpe(procrustes_align(pred, target), target)
+
+
+def n_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MPJPE after the least-squares scale ``<pred, target> / <pred, pred>`` per sample, (N,)."""
+    scale = (pred * target).sum((-2, -1)) / pred.pow(2).sum((-2, -1)).clamp_min(1e-12)
+    return mpjpe(scale.view(-1, 1, 1) * pred, target)
+
+
+def pck(pred: torch.Tensor, target: torch.Tensor, threshold: float = PCK_THRESHOLD) -> torch.Tensor:
+    """Share of joints (in %) whose error is below ``threshold`` metres, over all samples."""
+    return (joint_errors(pred, target) < threshold).float().mean() * 100
+
+
+def auc(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean of `pck` over thresholds 0, 5, ..., 150 mm (in %)."""
+    err = joint_errors(pred, target).flatten()
+    th = torch.tensor(AUC_THRESHOLDS, device=err.device, dtype=err.dtype)
+    return (err.unsqueeze(0) < th.unsqueeze(1)).float().mean() * 100
+
+
+def flip_average(estimator, pose2d: torch.Tensor) -> torch.Tensor:
+    """Flip test-time augmentation: average ``f(x)`` and ``flip(f(flip(x)))``.
+
+    Args:
+        estimator: callable (B, 16, 2) -> (B, 16, 3).
+        pose2d: (B, 16, 2) normalised 2D poses.
+
+    Returns:
+        (B, 16, 3) the averaged prediction.
+    """
+    both = estimator(torch.cat([pose2d, flip_pose(pose2d)], 0))
+    plain, mirrored = both.chunk(2, 0)
+    return (plain + flip_pose(mirrored)) / 2
+
+
+class PoseMetrics(Metric):
+    """Accumulates MPJPE, PA-MPJPE, N-MPJPE, PCK, AUC and per-joint MPJPE over batches.
+
+    ``update(pred, target)`` takes root-relative (B, 16, 3) poses in metres; ``compute()``
+    returns a dict: ``mpjpe``, ``pa_mpjpe``, ``n_mpjpe`` (mm), ``pck``, ``auc`` (%), ``frames``,
+    and ``per_joint`` (16,) mm. States are sums, reduced across processes by summation.
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in ("mpjpe", "pa_mpjpe", "n_mpjpe", "frames"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state(
+            "per_joint", torch.zeros(NUM_JOINTS, dtype=torch.float64), dist_reduce_fx="sum"
+        )  # noqa: E501
+        self.add_state(
+            "below", torch.zeros(len(AUC_THRESHOLDS), dtype=torch.float64), dist_reduce_fx="sum"
+        )  # noqa: E501
+        self.register_buffer("thresholds", torch.tensor(AUC_THRESHOLDS), persistent=False)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of (B, 16, 3) predictions and targets (root-relative, metres)."""
+        err = joint_errors(pred, target)
+        self.mpjpe += err.mean(-1).sum().double()
+        self.pa_mpjpe += pa_mpjpe(pred, target).sum().double()
+        self.n_mpjpe += n_mpjpe(pred, target).sum().double()
+        self.per_joint += err.sum(0).double()
+        th = self.thresholds.to(err.dtype)
+        self.below += (err.reshape(-1, 1) < th).sum(0).double()
+        self.frames += pred.shape[0]
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """The metrics over everything seen since the last reset."""
+        n = self.frames.clamp_min(1)
+        share = self.below / (n * NUM_JOINTS) * 100
+        return {
+            "mpjpe": self.mpjpe / n * 1000,
+            "pa_mpjpe": self.pa_mpjpe / n * 1000,
+            "n_mpjpe": self.n_mpjpe / n * 1000,
+            "pck": share[-1],
+            "auc": share.mean(),
+            "frames": self.frames,
+            "per_joint": self.per_joint / n * 1000,
+        }

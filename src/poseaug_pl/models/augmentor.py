@@ -1,0 +1,145 @@
+"""PoseAug's differentiable augmentor: bone angle (BA) -> bone length (BL) -> rotation and
+translation (RT), each an MLP on the source pose plus Gaussian noise.
+
+Shapes: poses are (B, 16, 3) camera-frame metres; ``cam`` is (B, 9) normalised intrinsics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .. import skeleton
+from ..camera import project_to_2d
+from ..rotation import axis_angle_to_matrix
+
+
+class NoiseMLP(nn.Module):
+    """Linear -> BN -> LeakyReLU, ``stages`` x (2 x [Linear -> BN -> LeakyReLU]), Linear.
+
+    The input is concatenated with fresh standard-normal noise of ``noise_dim`` channels on
+    every call, which makes the augmentation stochastic. As in the released PoseAug code the
+    stages have no residual connection.
+
+    Args:
+        in_dim: input features (without the noise); out_dim: output features.
+        hidden: hidden width (256); stages: number of two-layer stages (2); noise_dim: 48.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, stages: int = 2,
+                 noise_dim: int = 48):  # fmt: skip
+        super().__init__()
+        self.noise_dim = noise_dim
+        layers = [nn.Linear(in_dim + noise_dim, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU()]
+        for _ in range(2 * stages):
+            layers += [nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(hidden, out_dim)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) -> (B, out_dim)."""
+        noise = torch.randn(x.shape[0], self.noise_dim, device=x.device, dtype=x.dtype)
+        return self.head(self.body(torch.cat([x, noise], dim=1)))
+
+
+class Augmentor(nn.Module):
+    """The PoseAug augmentor A: X -> (X', x').
+
+    * **BA** predicts a residual for every unit bone vector, re-normalises it and keeps the bone
+      lengths; the two torso bones (hip-spine, spine-thorax) stay fixed.
+    * **BL** predicts 9 left/right-shared length ratios ``tanh(.) * max_length_ratio`` (spine-thorax
+      fixed at 0) and scales the BA pose's bones by ``1 + ratio``.
+    * **RT** predicts an axis-angle rotation ``tanh(.) * pi`` and a translation whose depth is
+      squared (plus ``min_depth``), rotates the root-centred BL pose and moves its root to the
+      translation.
+
+    Every branch reads the source pose (root-relative, flattened) and its own noise; BL also reads
+    the source bone lengths.
+
+    Args:
+        hidden, stages, noise_dim: `NoiseMLP` sizes of every branch (256, 2, 48).
+        max_length_ratio: bone-length change limit (0.2 = +-20%).
+        min_depth: metres added to the squared depth. The released code uses 0; the default 1.0
+            keeps every joint of an augmented pose in front of the camera (a body's joints lie
+            within 1 m of its root).
+    """
+
+    def __init__(self, hidden: int = 256, stages: int = 2, noise_dim: int = 48,
+                 max_length_ratio: float = 0.2, min_depth: float = 1.0):  # fmt: skip
+        super().__init__()
+        j, b, g = skeleton.NUM_JOINTS, skeleton.NUM_BONES, skeleton.NUM_BONE_GROUPS
+        self.ba = NoiseMLP(3 * j, 3 * b, hidden, stages, noise_dim)
+        self.bl = NoiseMLP(3 * j + b, g, hidden, stages, noise_dim)
+        self.rot = NoiseMLP(3 * j, 3, hidden, stages, noise_dim)
+        self.trans = NoiseMLP(3 * j, 3, hidden, stages, noise_dim)
+        self.max_length_ratio, self.min_depth = max_length_ratio, min_depth
+        free = torch.ones(b, 1)
+        free[list(skeleton.TORSO_BONES)] = 0.0
+        self.register_buffer("ba_free", free, persistent=False)  # (15, 1): 0 for fixed bones
+        group_mask = torch.ones(g)
+        group_mask[skeleton.BONE_SYMMETRY_GROUP[7]] = 0.0  # spine-thorax ratio fixed at 0
+        self.register_buffer("bl_group_mask", group_mask, persistent=False)
+        group_to_bone = torch.zeros(g, b)
+        group_to_bone[skeleton.BONE_SYMMETRY_GROUP, torch.arange(b)] = 1.0
+        self.register_buffer("group_to_bone", group_to_bone, persistent=False)  # (9, 15)
+
+    def forward(self, pose3d: torch.Tensor, cam: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Augment a batch.
+
+        Args:
+            pose3d: (B, 16, 3) source poses X, camera frame, metres.
+            cam: (B, 9) each sample's normalised intrinsics.
+
+        Returns:
+            dict with ``ba``, ``bl``, ``rt`` (B, 16, 3) the pose after each branch (``rt`` = X');
+            ``ba_2d``, ``rt_2d`` (B, 16, 2) their projections through ``cam`` (``rt_2d`` = x');
+            ``ba_residual`` (B, 15, 3) the predicted bone-direction residual; ``ba_diff``
+            (B, 15) 1 - cos of each bone's angle change; ``bl_ratio`` (B, 9) and
+            ``bl_ratio_bones`` (B, 15) the length ratios; ``rotation`` (B, 3) axis-angle
+            (radians); ``rotation_matrix`` (B, 3, 3); ``translation`` (B, 3) metres.
+        """
+        n = pose3d.shape[0]
+        root = pose3d[:, :1]
+        rel = pose3d - root
+        src = rel.reshape(n, -1)
+        dirs = skeleton.bone_directions(rel)  # (B, 15, 3)
+        lengths = skeleton.bone_lengths(rel)  # (B, 15)
+
+        # BA: new bone directions, same lengths; torso bones untouched
+        residual = self.ba(src).view(n, skeleton.NUM_BONES, 3)
+        new_dirs = nn.functional.normalize(dirs + residual, dim=-1)
+        new_dirs = new_dirs * self.ba_free + dirs * (1 - self.ba_free)
+        ba_diff = 1 - (new_dirs * dirs).sum(-1)
+        ba = skeleton.bones_to_pose(new_dirs * lengths.unsqueeze(-1), root=root[:, 0])
+
+        # BL: 9 shared ratios scale the BA pose's bones
+        ratio = torch.tanh(self.bl(torch.cat([src, lengths], 1)) * self.bl_group_mask)
+        ratio = ratio * self.max_length_ratio
+        ratio_bones = ratio @ self.group_to_bone
+        ba_bones = skeleton.pose_to_bones(ba)
+        bl = skeleton.bones_to_pose(ba_bones * (1 + ratio_bones).unsqueeze(-1), root=root[:, 0])
+
+        # RT: rotate the root-centred BL pose, move its root to the predicted translation
+        rotation = torch.tanh(self.rot(src)) * math.pi
+        rot_mat = axis_angle_to_matrix(rotation)
+        t = self.trans(src)
+        translation = torch.cat([t[:, :2], t[:, 2:] * t[:, 2:] + self.min_depth], 1)
+        rt = (bl - bl[:, :1]) @ rot_mat.transpose(1, 2) + translation.unsqueeze(1)
+
+        return {
+            "ba": ba, "bl": bl, "rt": rt,
+            "ba_2d": project_to_2d(ba, cam), "rt_2d": project_to_2d(rt, cam),
+            "ba_residual": residual, "ba_diff": ba_diff,
+            "bl_ratio": ratio, "bl_ratio_bones": ratio_bones,
+            "rotation": rotation, "rotation_matrix": rot_mat, "translation": translation,
+        }  # fmt: skip
+
+
+def bone_angle_change_deg(ba_diff: torch.Tensor) -> torch.Tensor:
+    """Per-bone angle change in degrees from ``ba_diff`` = 1 - cos (for dashboards; no grad)."""
+    return torch.rad2deg(torch.acos((1 - ba_diff.detach()).clamp(-1.0, 1.0)))
