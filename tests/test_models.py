@@ -178,3 +178,24 @@ def test_augmentor_size_equals_the_released_code():
         return (inp + 48) * 256 + 256 + 512 + 4 * (256 * 256 + 256 + 512) + 256 * out + out
 
     assert n_params(Augmentor()) == branch(48, 45) + branch(63, 9) + 2 * branch(48, 3) == 1_181_500
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_each_estimator_is_selectable_by_hydra_config(name):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from poseaug_pl.utils import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("prepare_data", overrides=[f"+model/estimator={name}"])
+        model = instantiate(cfg.model.estimator)
+        assert isinstance(model, ESTIMATORS[name])
+        assert n_params(model) == ORIGINAL_PARAMS[name]
+        small = instantiate(
+            compose(
+                "prepare_data",
+                overrides=[f"+model/estimator={name}", "model.estimator.channels=64"],
+            ).model.estimator
+        )  # noqa: E501
+        assert n_params(small) < n_params(model)
