@@ -12,13 +12,14 @@ the domain's extra sets, then every cross-dataset set.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import lightning as L
 import torch
 
 from .. import skeleton
 from .cross import load_cross_set
-from .h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m
+from .h36m import FILE_3D, TEST_SUBJECTS, TRAIN_SUBJECTS, file_2d, load_h36m
 from .loader import EpochSampler, TensorBatches
 from .poseset import DataError, PoseSet
 from .synthetic import generate
@@ -80,6 +81,12 @@ class PoseDataModule(L.LightningDataModule):
     def load_splits(self) -> tuple[PoseSet, dict[str, PoseSet]]:
         """Return the training pairs and the domain's named test sets."""
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Fail fast (DataError) if an input file is missing, before any training is set up."""
+        for name, path in self.cross_sets.items():
+            if not Path(path).expanduser().is_file():
+                raise DataError(f"{path}: file not found (cross-dataset set {name!r})")
 
     @property
     def test_names(self) -> list[str]:
@@ -246,6 +253,20 @@ class H36MDataModule(PoseDataModule):
         self.train_subjects, self.test_subjects = tuple(train_subjects), tuple(test_subjects)
         self.actions = list(actions) if actions else None
         self.cache_dir = cache_dir
+
+    def check(self) -> None:
+        """Check that the Human3.6M files exist (DataError naming where it looked)."""
+        super().check()
+        root = Path(self.root).expanduser()
+        needed = [root / FILE_3D] + (
+            [root / file_2d(self.keypoints)] if self.keypoints != "gt" else []
+        )
+        for path in needed:
+            if not path.is_file():
+                raise DataError(
+                    f"{path}: file not found; Human3.6M (VideoPose3D layout) was looked for in "
+                    f"{root.resolve()}; point data.root (or $POSEAUG_H36M) at the folder holding it"
+                )
 
     def load_splits(self):
         """Load the training subjects and the ``h36m`` test set."""

@@ -65,6 +65,7 @@ class TensorBatches:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.tensors, self.batch_size, self.drop_last = tensors, int(batch_size), drop_last
         self.sampler = sampler or EpochSampler(n.pop(), shuffle=False)
+        self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
         self.device = next(iter(tensors.values())).device
 
     def __len__(self) -> int:

@@ -67,10 +67,14 @@ class Augmentor(nn.Module):
         min_depth: metres added to the squared depth. The released code uses 0; the default 1.0
             keeps every joint of an augmented pose in front of the camera (a body's joints lie
             within 1 m of its root).
+        init_depth: the translation head starts near (0, 0, init_depth) metres (small weights,
+            bias set accordingly), so early augmented poses are mostly inside the image rather
+            than discarded; None keeps the plain Kaiming initialisation of the released code.
     """
 
     def __init__(self, hidden: int = 256, stages: int = 2, noise_dim: int = 48,
-                 max_length_ratio: float = 0.2, min_depth: float = 1.0):  # fmt: skip
+                 max_length_ratio: float = 0.2, min_depth: float = 1.0,
+                 init_depth: float | None = 5.0):  # fmt: skip
         super().__init__()
         j, b, g = skeleton.NUM_JOINTS, skeleton.NUM_BONES, skeleton.NUM_BONE_GROUPS
         self.ba = NoiseMLP(3 * j, 3 * b, hidden, stages, noise_dim)
@@ -78,6 +82,14 @@ class Augmentor(nn.Module):
         self.rot = NoiseMLP(3 * j, 3, hidden, stages, noise_dim)
         self.trans = NoiseMLP(3 * j, 3, hidden, stages, noise_dim)
         self.max_length_ratio, self.min_depth = max_length_ratio, min_depth
+        if init_depth is not None:
+            if init_depth <= min_depth:
+                raise ValueError(f"init_depth ({init_depth}) must exceed min_depth ({min_depth})")
+            nn.init.normal_(self.trans.head.weight, std=1e-2)
+            with torch.no_grad():
+                self.trans.head.bias.copy_(
+                    torch.tensor([0.0, 0.0, math.sqrt(init_depth - min_depth)])
+                )
         free = torch.ones(b, 1)
         free[list(skeleton.TORSO_BONES)] = 0.0
         self.register_buffer("ba_free", free, persistent=False)  # (15, 1): 0 for fixed bones

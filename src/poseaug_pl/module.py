@@ -1,0 +1,374 @@
+"""`PoseAugModule`: augmentor, two discriminators and the estimator in one LightningModule.
+
+Manual optimisation steps them per batch in the order of Algorithm 1 of the supplement:
+
+1. augmentor: adversarial + regulariser (+ feedback after warm-up) loss, gradients through the
+   frozen estimator;
+2. discriminators, every ``d_every`` batches, on real samples against a pool of fakes;
+3. estimator, after warm-up: one step on the real pairs, one on the detached augmented pairs
+   that stay inside the image.
+
+``schedule="epoch_phases"`` instead runs the released code's phases: a GAN pass over the epoch
+(augmented pairs buffered on the device), then an estimator pass over the buffer and one over
+the real pairs, both at the end of the epoch's last batch. ``augment=False`` trains the
+estimator alone on real pairs (the baseline, also how the estimator is pretrained).
+
+Optimisers, in this fixed order: augmentor, 3D discriminator, 2D discriminator, estimator.
+Learning rates follow ``lr * (1 - epoch / (max_epochs + 1))``, set from the epoch at each
+epoch start (nothing stateful to restore). All hyper-parameters are plain Python values, so
+checkpoints load with torch's safe ``weights_only`` loading.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import lightning as L
+import torch
+from torch import nn
+
+from . import losses
+from . import skeleton as sk
+from .camera import project_to_2d
+from .metrics import PoseMetrics, flip_average
+from .pools import FakePool
+
+log = logging.getLogger(__name__)
+
+#: Test sets evaluated without flip test-time augmentation (the in-domain protocol).
+IN_DOMAIN_SETS = ("h36m", "synthetic")
+
+
+class PoseAugModule(L.LightningModule):
+    """PoseAug training and evaluation.
+
+    Args:
+        estimator, augmentor, d3d, d2d: Hydra-style dicts (``_target_`` plus arguments) of the
+            networks.
+        augment: train with the augmentor (False: the baseline).
+        feedback: use the feedback loss (False: "Variant A").
+        recipe: ``released`` or ``paper`` form of regularisers and feedback loss.
+        schedule: ``interleaved`` (Algorithm 1) or ``epoch_phases`` (released code).
+        lr: learning rates ``{augmentor, discriminator, estimator}``.
+        warmup_epochs: epochs that train only the augmentor and discriminators.
+        hard_ratio: ``{start, end}`` of the hard ratio, linear over the epochs (paper: beta of
+            the feedback loss; released: centre of the BA error-ratio band).
+        rt_ratio: ``{centre, half_width}`` of the released RT band; ba_half_width: BA band.
+        weights: loss weights ``{adv2d, adv3d, reg, feedback_ba, feedback_rt, feedback}``.
+        d_every: discriminator step every that many batches; pool_size: fake pool capacity.
+        bone_swap: give every source pose a random training subject's bone lengths.
+        grad_clip: gradient-norm clip per network (0 disables).
+        estimator_ckpt: optional checkpoint whose estimator weights initialise this estimator.
+        max_epochs: epochs of the schedules (normally the trainer's).
+    """
+
+    def __init__(
+        self,
+        estimator: dict,
+        augmentor: dict | None = None,
+        d3d: dict | None = None,
+        d2d: dict | None = None,
+        augment: bool = True,
+        feedback: bool = True,
+        recipe: str = "released",
+        schedule: str = "interleaved",
+        lr: dict | None = None,
+        warmup_epochs: int = 2,
+        hard_ratio: dict | None = None,
+        rt_ratio: dict | None = None,
+        ba_half_width: float = 2.0,
+        weights: dict | None = None,
+        d_every: int = 2,
+        pool_size: int = 4096,
+        bone_swap: bool = True,
+        grad_clip: float = 1.0,
+        estimator_ckpt: str | None = None,
+        max_epochs: int = 50,
+    ):
+        super().__init__()
+        if recipe not in ("released", "paper"):
+            raise ValueError(f"recipe must be 'released' or 'paper', got {recipe!r}")
+        if schedule not in ("interleaved", "epoch_phases"):
+            raise ValueError(f"schedule must be 'interleaved' or 'epoch_phases', got {schedule!r}")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.lr = {"augmentor": 1e-4, "discriminator": 1e-4, "estimator": 1e-4, **(lr or {})}
+        self.hard_ratio = {"start": 3.0, "end": 5.0, **(hard_ratio or {})}
+        self.rt_ratio = {"centre": 17.0, "half_width": 15.0, **(rt_ratio or {})}
+        self.weights = {"adv2d": 1.0, "adv3d": 6.0, "reg": 3.0, "feedback_ba": 0.1,
+                        "feedback_rt": 0.01, "feedback": 1.0, **(weights or {})}  # fmt: skip
+        self.estimator = hydra.utils.instantiate(estimator)
+        self.augmentor = hydra.utils.instantiate(augmentor or {"_target_": "poseaug_pl.models.Augmentor"})  # fmt: skip
+        self.d3d = hydra.utils.instantiate(
+            d3d or {"_target_": "poseaug_pl.models.KCSDiscriminator"}
+        )
+        self.d2d = hydra.utils.instantiate(d2d or {"_target_": "poseaug_pl.models.Pose2DDiscriminator"})  # fmt: skip
+        self.pool3d = FakePool(pool_size, (sk.NUM_JOINTS, 3))
+        self.pool2d = FakePool(pool_size, (sk.NUM_JOINTS, 2))
+        self.register_buffer("bone_templates", torch.zeros(0, sk.NUM_BONES), persistent=False)
+        self.val_metrics = PoseMetrics()
+        self.test_metrics = nn.ModuleDict()
+        self.test_results: dict[str, dict[str, float]] = {}
+        self.predictions: dict[str, list[torch.Tensor]] = {}
+        self.save_predictions = False
+        self._phase_buffer: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if estimator_ckpt:
+            self.load_estimator(estimator_ckpt)
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def load_estimator(self, path: str) -> None:
+        """Initialise the estimator from a checkpoint of this module (e.g. a baseline run)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        est = {
+            k.removeprefix("estimator."): v for k, v in state.items() if k.startswith("estimator.")
+        }
+        if not est:
+            raise ValueError(f"{path}: no estimator weights in this checkpoint")
+        self.estimator.load_state_dict(est)
+        log.info("estimator initialised from %s", path)
+
+    def setup(self, stage: str) -> None:
+        """Take the training subjects' bone templates from the datamodule (for the bone swap)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and self.hparams.augment and self.hparams.bone_swap and dm is not None:
+            self.bone_templates = dm.train_bone_templates().to(self.device)
+
+    def configure_optimizers(self):
+        """Four Adam optimisers: augmentor, 3D discriminator, 2D discriminator, estimator."""
+        lr = self.lr
+        return [
+            torch.optim.Adam(self.augmentor.parameters(), lr=lr["augmentor"]),
+            torch.optim.Adam(self.d3d.parameters(), lr=lr["discriminator"]),
+            torch.optim.Adam(self.d2d.parameters(), lr=lr["discriminator"]),
+            torch.optim.Adam(self.estimator.parameters(), lr=lr["estimator"]),
+        ]
+
+    # --- schedules ----------------------------------------------------------------------------
+
+    def _progress(self) -> float:
+        """Fraction of training done at the current epoch, 0 at the first, 1 at the last."""
+        return self.current_epoch / max(1, self.hparams.max_epochs - 1)
+
+    def current_hard_ratio(self) -> float:
+        """The hard ratio at the current epoch (linear from ``start`` to ``end``)."""
+        h = self.hard_ratio
+        return h["start"] + (h["end"] - h["start"]) * self._progress()
+
+    def lr_factor(self, epoch: int) -> float:
+        """Linear decay ``1 - epoch / (max_epochs + 1)`` of every learning rate."""
+        return 1.0 - epoch / (self.hparams.max_epochs + 1)
+
+    def in_warmup(self) -> bool:
+        """Whether the current epoch only trains the augmentor and discriminators."""
+        return self.hparams.augment and self.current_epoch < self.hparams.warmup_epochs
+
+    def on_train_epoch_start(self) -> None:
+        """Set every optimiser's learning rate for this epoch."""
+        factor = self.lr_factor(self.current_epoch)
+        names = ("augmentor", "discriminator", "discriminator", "estimator")
+        for opt, name in zip(self.optimizers(), names):
+            for group in opt.param_groups:
+                group["lr"] = self.lr[name] * factor
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Clip each network's gradient norm (after AMP unscaling)."""
+        if self.hparams.grad_clip > 0:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.hparams.grad_clip)
+
+    # --- training -----------------------------------------------------------------------------
+
+    def _source(self, batch):
+        """Source poses of this batch, with the bone swap applied (re-projected) if enabled."""
+        x3, x2, cam = batch["pose3d"], batch["pose2d"], batch["cam"]
+        if len(self.bone_templates) and self.training:
+            pick = torch.randint(0, len(self.bone_templates), (x3.shape[0],), device=x3.device)
+            x3 = sk.set_bone_lengths(x3, self.bone_templates[pick])
+            x2 = project_to_2d(x3, cam)
+        return x3, x2, cam
+
+    def _estimator_step(self, opt, pose2d, target, tag: str) -> torch.Tensor:
+        """One estimator update (MSE on root-relative metres); returns the detached loss."""
+        self.toggle_optimizer(opt)
+        loss = nn.functional.mse_loss(self.estimator(pose2d), target)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
+        self.untoggle_optimizer(opt)
+        self.log(f"train/pose/loss_{tag}", loss.detach(), prog_bar=tag == "real")
+        return loss.detach()
+
+    def _feedback(self, src2d, src3d, out) -> torch.Tensor:
+        """Feedback loss through the frozen estimator (eval mode: deterministic predictions)."""
+        was_training = self.estimator.training
+        self.estimator.eval()
+        target_src = sk.root_relative(src3d)
+        if self.hparams.recipe == "paper":
+            err_src = losses.pose_error(self.estimator(src2d), target_src).detach()
+            err_rt = losses.pose_error(self.estimator(out["rt_2d"]), sk.root_relative(out["rt"]))
+            loss = self.weights["feedback"] * losses.feedback_loss_paper(err_rt, err_src, self.current_hard_ratio())  # fmt: skip
+            ratio_ba = ratio_rt = err_rt.detach().mean() / err_src.mean()
+        else:
+            err_src = losses.grouped_pose_error(self.estimator(src2d), target_src).detach()
+            err_ba = losses.grouped_pose_error(self.estimator(out["ba_2d"]), sk.root_relative(out["ba"]))  # fmt: skip
+            err_rt = losses.grouped_pose_error(self.estimator(out["rt_2d"]), sk.root_relative(out["rt"]))  # fmt: skip
+            ba = losses.feedback_loss_released(err_ba, err_src, self.current_hard_ratio(), self.hparams.ba_half_width)  # fmt: skip
+            rt = losses.feedback_loss_released(err_rt, err_src, self.rt_ratio["centre"], self.rt_ratio["half_width"])  # fmt: skip
+            loss = self.weights["feedback_ba"] * ba + self.weights["feedback_rt"] * rt
+            ratio_ba = (err_ba.detach() / err_src).mean()
+            ratio_rt = (err_rt.detach() / err_src).mean()
+        self.estimator.train(was_training)
+        self.log_dict({"train/aug/error_ratio_ba": ratio_ba, "train/aug/error_ratio_rt": ratio_rt})
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        """One batch of Algorithm 1 (or of the released phases, or of the baseline)."""
+        opt_a, opt_d3, opt_d2, opt_p = self.optimizers()
+        if not self.hparams.augment:
+            x2, target = batch["pose2d"], sk.root_relative(batch["pose3d"])
+            return self._estimator_step(opt_p, x2, target, "real")
+        x3, x2, cam = self._source(batch)
+
+        # 1. augmentor
+        self.toggle_optimizer(opt_a)
+        out = self.augmentor(x3, cam)
+        adv3d = losses.lsgan_generator_loss(self.d3d(out["ba"]))
+        adv2d = losses.lsgan_generator_loss(self.d2d(out["rt_2d"]))
+        reg = losses.ba_regulariser(out["ba_diff"], out["ba_residual"], self.hparams.recipe)
+        reg = reg + losses.bl_regulariser(out["bl_ratio"])
+        w = self.weights
+        loss_a = w["adv2d"] * adv2d + w["adv3d"] * adv3d + w["reg"] * reg
+        if self.hparams.feedback and not self.in_warmup():
+            loss_a = loss_a + self._feedback(x2, x3, out)
+        opt_a.zero_grad(set_to_none=True)
+        self.manual_backward(loss_a)
+        opt_a.step()
+        self.untoggle_optimizer(opt_a)
+        fake3d, fake2d = out["ba"].detach(), out["rt_2d"].detach()
+        aug3d, aug2d = out["rt"].detach(), fake2d
+
+        # 2. discriminators
+        if batch_idx % self.hparams.d_every == 0:
+            for opt, disc, real, fake, pool, tag in (
+                (opt_d3, self.d3d, x3, fake3d, self.pool3d, "d3d"),
+                (opt_d2, self.d2d, x2, fake2d, self.pool2d, "d2d"),
+            ):
+                self.toggle_optimizer(opt)
+                real_s, fake_s = disc(real), disc(pool.query(fake))
+                loss_d = losses.lsgan_discriminator_loss(real_s, fake_s)
+                opt.zero_grad(set_to_none=True)
+                self.manual_backward(loss_d)
+                opt.step()
+                self.untoggle_optimizer(opt)
+                self.log_dict({
+                    f"train/disc/{tag}_loss": loss_d.detach(),
+                    f"train/disc/{tag}_real_acc": (real_s.detach() > 0.5).float().mean(),
+                    f"train/disc/{tag}_fake_acc": (fake_s.detach() < 0.5).float().mean(),
+                })  # fmt: skip
+        self.log_dict({"train/aug/loss": loss_a.detach(), "train/aug/adv3d": adv3d.detach(),
+                       "train/aug/adv2d": adv2d.detach(), "train/aug/reg": reg.detach()},
+                      prog_bar=False)  # fmt: skip
+
+        # 3. estimator on real and augmented pairs (augmented: only those inside the image)
+        inside = (aug2d.abs() <= 1).flatten(1).all(1)
+        self.log("train/aug/inside_frac", inside.float().mean())
+        if self.hparams.schedule == "epoch_phases":
+            self._phase_buffer.append((aug2d[inside], sk.root_relative(aug3d[inside])))
+            if batch_idx == self.trainer.num_training_batches - 1:
+                self._run_phases(opt_p, x2.shape[0])
+            return None
+        if not self.in_warmup():
+            self._estimator_step(opt_p, x2, sk.root_relative(x3), "real")
+            w_in = inside.float()  # masked mean instead of boolean indexing: no host sync
+            self.toggle_optimizer(opt_p)
+            err = (self.estimator(aug2d) - sk.root_relative(aug3d)).pow(2).mean((1, 2))
+            loss = (err * w_in).sum() / w_in.sum().clamp_min(1.0)
+            opt_p.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt_p.step()
+            self.untoggle_optimizer(opt_p)
+            self.log("train/pose/loss_aug", loss.detach())
+        return None
+
+    def _run_phases(self, opt_p, batch_size: int) -> None:
+        """Released schedule: estimator passes over the epoch's augmented buffer, then real data."""
+        buf2d = torch.cat([b[0] for b in self._phase_buffer])
+        buf3d = torch.cat([b[1] for b in self._phase_buffer])
+        self._phase_buffer.clear()
+        if self.in_warmup():
+            return
+        perm = torch.randperm(len(buf2d), device=buf2d.device)
+        for i in range(0, len(perm) - 1, batch_size):
+            idx = perm[i : i + batch_size]
+            if len(idx) > 1:
+                self._estimator_step(opt_p, buf2d[idx], buf3d[idx], "aug")
+        train = self.trainer.datamodule.train_set
+        perm = torch.randperm(len(train), device=train.pose2d.device)
+        for i in range(0, len(perm) - 1, batch_size):
+            idx = perm[i : i + batch_size]
+            if len(idx) > 1:
+                self._estimator_step(opt_p, train.pose2d[idx], sk.root_relative(train.pose3d[idx]), "real")  # fmt: skip
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def forward(self, pose2d: torch.Tensor) -> torch.Tensor:
+        """Estimate root-relative 3D poses (B, 16, 3) from normalised 2D (B, 16, 2)."""
+        return self.estimator(pose2d)
+
+    def validation_step(self, batch, batch_idx):
+        """Accumulate validation metrics (held-out training sequences, no flip)."""
+        self.val_metrics.update(self.estimator(batch["pose2d"]), sk.root_relative(batch["pose3d"]))
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/mpjpe`` (the checkpoint criterion) and ``val/pa_mpjpe``."""
+        if self.val_metrics.update_count == 0:
+            return
+        m = self.val_metrics.compute()
+        self.log_dict({"val/mpjpe": m["mpjpe"].float(), "val/pa_mpjpe": m["pa_mpjpe"].float()},
+                      prog_bar=True, sync_dist=False)  # fmt: skip
+        self.val_metrics.reset()
+
+    def on_test_epoch_start(self) -> None:
+        """One metric collection per test set of the datamodule."""
+        names = self.trainer.datamodule.test_names
+        self.test_metrics = nn.ModuleDict({n: PoseMetrics() for n in names}).to(self.device)
+        self.predictions = {n: [] for n in names}
+        self.test_results = {}
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        """Evaluate one batch of one test set (flip TTA except on the in-domain sets)."""
+        name = self.trainer.datamodule.test_names[dataloader_idx]
+        x2, target = batch["pose2d"], sk.root_relative(batch["pose3d"])
+        pred = self.estimator(x2) if name in IN_DOMAIN_SETS else flip_average(self.estimator, x2)
+        pred = sk.root_relative(pred)
+        self.test_metrics[name].update(pred, target)
+        if self.save_predictions:
+            self.predictions[name].append(torch.stack([pred, target]).cpu())
+
+    def on_test_epoch_end(self) -> None:
+        """Compute and log ``test/<set>/<metric>``; keep plain numbers in `test_results`."""
+        for name, metric in self.test_metrics.items():
+            m = metric.compute()
+            res = {k: float(v) for k, v in m.items() if k != "per_joint"}
+            res["frames"] = int(res["frames"])
+            res["per_joint"] = [float(v) for v in m["per_joint"]]
+            self.test_results[name] = res
+            self.log_dict({f"test/{name}/{k}": v.float() for k, v in m.items() if k in
+                           ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc")})  # fmt: skip
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the RNG states, so a resumed run continues the same random stream."""
+        checkpoint["rng_cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the RNG states stored by `on_save_checkpoint`."""
+        if "rng_cpu" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_cpu"])
+        if "rng_cuda" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])

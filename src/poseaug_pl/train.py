@@ -1,0 +1,112 @@
+"""``python -m poseaug_pl.train``: train PoseAug (or the baseline), then evaluate it.
+
+Examples::
+
+    python -m poseaug_pl.train                                    # PoseAug, synthetic data
+    python -m poseaug_pl.train experiment=baseline_synthetic
+    python -m poseaug_pl.train experiment=poseaug_h36m data.root=/data/h36m trainer=gpu \\
+        model.estimator_ckpt=outputs/train/baseline_h36m/<run>/checkpoints/best.ckpt
+
+Writes, under the Hydra run folder: ``checkpoints/last.ckpt`` and ``checkpoints/best.ckpt``
+(best validation MPJPE on sequences held out from the training subjects), ``metrics.json``
+(every test set, evaluated from ``best.ckpt``), ``config_resolved.yaml`` and the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .config import ConfigError, validate
+from .data import DataError
+from .utils import CONFIG_DIR, format_table
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames")
+
+
+def output_dir() -> Path:
+    """The Hydra run folder of this job (the current folder outside Hydra)."""
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return Path.cwd()
+
+
+def build_model(cfg: DictConfig) -> L.LightningModule:
+    """Instantiate the LightningModule with plain-dict arguments (checkpoint-safe hparams)."""
+    return hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks=()) -> L.Trainer:
+    """Instantiate the Trainer with the configured callbacks and loggers."""
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    return hydra.utils.instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks],
+                                   logger=loggers or False)  # fmt: skip
+
+
+def write_metrics(results: dict, path: Path) -> dict:
+    """Write ``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames}}`` as JSON; return it."""
+    metrics = {s: {k: r[k] for k in METRIC_KEYS} for s, r in results.items()}
+    path.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def metrics_table(metrics: dict) -> str:
+    """Plain-text table of `write_metrics` output."""
+    rows = [{"set": s, "MPJPE": f"{m['mpjpe']:.1f}", "PA-MPJPE": f"{m['pa_mpjpe']:.1f}",
+             "N-MPJPE": f"{m['n_mpjpe']:.1f}", "PCK": f"{m['pck']:.1f}", "AUC": f"{m['auc']:.1f}",
+             "frames": m["frames"]} for s, m in metrics.items()]  # fmt: skip
+    return format_table(rows) + "\n(mm; PCK@150mm and AUC in %)"
+
+
+def train(cfg: DictConfig, extra_callbacks=()) -> dict:
+    """Train and (with ``cfg.test``) evaluate; return the metrics dict (empty without test)."""
+    validate(cfg)
+    out = output_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.check()
+    model = build_model(cfg)
+    trainer = build_trainer(cfg, extra_callbacks)
+    t0 = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    took = time.perf_counter() - t0
+    if not cfg.get("test", True) or trainer.interrupted:
+        return {}
+    ckpt = trainer.checkpoint_callback
+    best = (ckpt.best_model_path or ckpt.last_model_path) if ckpt else None
+    trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True, verbose=False)
+    metrics = write_metrics(model.test_results, out / "metrics.json")
+    val = ckpt.best_model_score if ckpt is not None else None
+    print(f"\n{cfg.get('experiment_name', 'run')}: {trainer.current_epoch} epochs in {took:.0f}s, "
+          f"best val MPJPE {float(val) if val is not None else float('nan'):.1f} mm")  # fmt: skip
+    print(metrics_table(metrics))
+    print(f"run folder: {out}\ncheckpoints: {out / 'checkpoints'}\nmetrics: {out / 'metrics.json'}")
+    return metrics
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
+def main(cfg: DictConfig):
+    """Hydra entry point; bad data or config ends with one line on stderr and exit code 2."""
+    try:
+        return train(cfg)
+    except (DataError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
