@@ -141,7 +141,7 @@ def test_lightning_trains_from_the_datamodule_and_reshuffles_each_epoch(tmp_path
 def test_h36m_datamodule_on_real_data(h36m, h36m_cache):
     d = H36MDataModule(root=str(h36m), stride=50, cache_dir=str(h36m_cache), batch_size=256)
     d.setup("fit")
-    assert d.test_names == ["h36m"]
+    assert d.test_names == ["h36m", "synthetic_wild"]
     assert set(d.train_set.subjects[i] for i in d.train_set.subject.unique().tolist()) <= {
         "S1",
         "S5",

@@ -73,4 +73,6 @@ def validate(cfg: DictConfig) -> None:
             continue
         value = _get(cfg, key)
         if not ok(value):
-            raise ConfigError(f"config: {key} must be {what}, got {value!r} ({type(value).__name__})")  # fmt: skip
+            raise ConfigError(
+                f"config: {key} must be {what}, got {value!r} ({type(value).__name__})"
+            )

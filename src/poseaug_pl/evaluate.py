@@ -53,7 +53,7 @@ def evaluate(cfg: DictConfig) -> dict:
     model.save_predictions = bool(cfg.save_predictions)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(model, datamodule=dm, verbose=False)
-    out = output_dir()
+    out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     metrics = write_metrics(model.test_results, out / "metrics.json")
     if cfg.save_predictions:

@@ -96,14 +96,25 @@ class PoseAugModule(L.LightningModule):
         self.lr = {"augmentor": 1e-4, "discriminator": 1e-4, "estimator": 1e-4, **(lr or {})}
         self.hard_ratio = {"start": 3.0, "end": 5.0, **(hard_ratio or {})}
         self.rt_ratio = {"centre": 17.0, "half_width": 15.0, **(rt_ratio or {})}
-        self.weights = {"adv2d": 1.0, "adv3d": 6.0, "reg": 3.0, "feedback_ba": 0.1,
-                        "feedback_rt": 0.01, "feedback": 1.0, **(weights or {})}  # fmt: skip
+        self.weights = {
+            "adv2d": 1.0,
+            "adv3d": 6.0,
+            "reg": 3.0,
+            "feedback_ba": 0.1,
+            "feedback_rt": 0.01,
+            "feedback": 1.0,
+            **(weights or {}),
+        }
         self.estimator = hydra.utils.instantiate(estimator)
-        self.augmentor = hydra.utils.instantiate(augmentor or {"_target_": "poseaug_pl.models.Augmentor"})  # fmt: skip
+        self.augmentor = hydra.utils.instantiate(
+            augmentor or {"_target_": "poseaug_pl.models.Augmentor"}
+        )
         self.d3d = hydra.utils.instantiate(
             d3d or {"_target_": "poseaug_pl.models.KCSDiscriminator"}
         )
-        self.d2d = hydra.utils.instantiate(d2d or {"_target_": "poseaug_pl.models.Pose2DDiscriminator"})  # fmt: skip
+        self.d2d = hydra.utils.instantiate(
+            d2d or {"_target_": "poseaug_pl.models.Pose2DDiscriminator"}
+        )
         self.pool3d = FakePool(pool_size, (sk.NUM_JOINTS, 3))
         self.pool2d = FakePool(pool_size, (sk.NUM_JOINTS, 2))
         self.register_buffer("bone_templates", torch.zeros(0, sk.NUM_BONES), persistent=False)
@@ -208,14 +219,24 @@ class PoseAugModule(L.LightningModule):
         if self.hparams.recipe == "paper":
             err_src = losses.pose_error(self.estimator(src2d), target_src).detach()
             err_rt = losses.pose_error(self.estimator(out["rt_2d"]), sk.root_relative(out["rt"]))
-            loss = self.weights["feedback"] * losses.feedback_loss_paper(err_rt, err_src, self.current_hard_ratio())  # fmt: skip
+            loss = self.weights["feedback"] * losses.feedback_loss_paper(
+                err_rt, err_src, self.current_hard_ratio()
+            )
             ratio_ba = ratio_rt = err_rt.detach().mean() / err_src.mean()
         else:
             err_src = losses.grouped_pose_error(self.estimator(src2d), target_src).detach()
-            err_ba = losses.grouped_pose_error(self.estimator(out["ba_2d"]), sk.root_relative(out["ba"]))  # fmt: skip
-            err_rt = losses.grouped_pose_error(self.estimator(out["rt_2d"]), sk.root_relative(out["rt"]))  # fmt: skip
-            ba = losses.feedback_loss_released(err_ba, err_src, self.current_hard_ratio(), self.hparams.ba_half_width)  # fmt: skip
-            rt = losses.feedback_loss_released(err_rt, err_src, self.rt_ratio["centre"], self.rt_ratio["half_width"])  # fmt: skip
+            err_ba = losses.grouped_pose_error(
+                self.estimator(out["ba_2d"]), sk.root_relative(out["ba"])
+            )
+            err_rt = losses.grouped_pose_error(
+                self.estimator(out["rt_2d"]), sk.root_relative(out["rt"])
+            )
+            ba = losses.feedback_loss_released(
+                err_ba, err_src, self.current_hard_ratio(), self.hparams.ba_half_width
+            )
+            rt = losses.feedback_loss_released(
+                err_rt, err_src, self.rt_ratio["centre"], self.rt_ratio["half_width"]
+            )
             loss = self.weights["feedback_ba"] * ba + self.weights["feedback_rt"] * rt
             ratio_ba = (err_ba.detach() / err_src).mean()
             ratio_rt = (err_rt.detach() / err_src).mean()
@@ -262,14 +283,22 @@ class PoseAugModule(L.LightningModule):
                 self.manual_backward(loss_d)
                 opt.step()
                 self.untoggle_optimizer(opt)
-                self.log_dict({
-                    f"train/disc/{tag}_loss": loss_d.detach(),
-                    f"train/disc/{tag}_real_acc": (real_s.detach() > 0.5).float().mean(),
-                    f"train/disc/{tag}_fake_acc": (fake_s.detach() < 0.5).float().mean(),
-                })  # fmt: skip
-        self.log_dict({"train/aug/loss": loss_a.detach(), "train/aug/adv3d": adv3d.detach(),
-                       "train/aug/adv2d": adv2d.detach(), "train/aug/reg": reg.detach()},
-                      prog_bar=False)  # fmt: skip
+                self.log_dict(
+                    {
+                        f"train/disc/{tag}_loss": loss_d.detach(),
+                        f"train/disc/{tag}_real_acc": (real_s.detach() > 0.5).float().mean(),
+                        f"train/disc/{tag}_fake_acc": (fake_s.detach() < 0.5).float().mean(),
+                    }
+                )
+        self.log_dict(
+            {
+                "train/aug/loss": loss_a.detach(),
+                "train/aug/adv3d": adv3d.detach(),
+                "train/aug/adv2d": adv2d.detach(),
+                "train/aug/reg": reg.detach(),
+            },
+            prog_bar=False,
+        )
 
         # 3. estimator on real and augmented pairs (augmented: only those inside the image)
         inside = (aug2d.abs() <= 1).flatten(1).all(1)
@@ -309,7 +338,9 @@ class PoseAugModule(L.LightningModule):
         for i in range(0, len(perm) - 1, batch_size):
             idx = perm[i : i + batch_size]
             if len(idx) > 1:
-                self._estimator_step(opt_p, train.pose2d[idx], sk.root_relative(train.pose3d[idx]), "real")  # fmt: skip
+                self._estimator_step(
+                    opt_p, train.pose2d[idx], sk.root_relative(train.pose3d[idx]), "real"
+                )
 
     # --- evaluation ---------------------------------------------------------------------------
 
@@ -326,8 +357,11 @@ class PoseAugModule(L.LightningModule):
         if self.val_metrics.update_count == 0:
             return
         m = self.val_metrics.compute()
-        self.log_dict({"val/mpjpe": m["mpjpe"].float(), "val/pa_mpjpe": m["pa_mpjpe"].float()},
-                      prog_bar=True, sync_dist=False)  # fmt: skip
+        self.log_dict(
+            {"val/mpjpe": m["mpjpe"].float(), "val/pa_mpjpe": m["pa_mpjpe"].float()},
+            prog_bar=True,
+            sync_dist=False,
+        )
         self.val_metrics.reset()
 
     def on_test_epoch_start(self) -> None:
@@ -355,8 +389,13 @@ class PoseAugModule(L.LightningModule):
             res["frames"] = int(res["frames"])
             res["per_joint"] = [float(v) for v in m["per_joint"]]
             self.test_results[name] = res
-            self.log_dict({f"test/{name}/{k}": v.float() for k, v in m.items() if k in
-                           ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc")})  # fmt: skip
+            self.log_dict(
+                {
+                    f"test/{name}/{k}": v.float()
+                    for k, v in m.items()
+                    if k in ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc")
+                }
+            )
 
     # --- checkpoints --------------------------------------------------------------------------
 

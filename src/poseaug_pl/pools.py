@@ -7,12 +7,14 @@ from torch import nn
 
 
 class FakePool(nn.Module):
-    """Shrivastava et al.'s history pool, vectorised.
+    """Shrivastava et al.'s history pool, vectorised and deterministic.
 
     While the pool is not full, every new sample is stored and returned. Once full, each new
     sample, with probability ``swap_prob``, replaces a random stored one and the stored one is
-    returned instead; otherwise the new sample is returned. Contents live in buffers, so they
-    travel with the module to the device and into checkpoints.
+    returned instead; otherwise the new sample is returned. (Swapping starts with the first batch
+    after the pool has filled; the swapped slots of one batch are distinct, so the result does not
+    depend on the order of parallel writes.) Contents live in buffers, so they travel with the
+    module to the device and into checkpoints.
 
     Args:
         size: capacity (4096 in PoseAug); shape: shape of one sample, e.g. (16, 3).
@@ -22,19 +24,29 @@ class FakePool(nn.Module):
     def __init__(self, size: int, shape: tuple[int, ...], swap_prob: float = 0.5):
         super().__init__()
         self.size, self.swap_prob = int(size), float(swap_prob)
-        self.register_buffer("items", torch.zeros(self.size + 1, *shape))  # last row: discard
+        self.register_buffer("items", torch.zeros(self.size, *shape))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
     def query(self, x: torch.Tensor) -> torch.Tensor:
         """Store a batch (B, *shape) and return the batch the discriminator should see."""
-        b = x.shape[0]
-        pos = self.count + torch.arange(b, device=x.device)
+        b, dev = x.shape[0], x.device
+        if b > self.size:
+            raise ValueError(f"batch of {b} exceeds the pool size {self.size}")
+        pos = self.count + torch.arange(b, device=dev)
         filling = pos < self.size
-        swap = ~filling & (torch.rand(b, device=x.device) < self.swap_prob)
-        stored = torch.randint(0, self.size, (b,), device=x.device)
+        full = self.count >= self.size
+        swap = full & (torch.rand(b, device=dev) < self.swap_prob)
+        stored = torch.randperm(self.size, device=dev)[:b]  # distinct slots
         out = torch.where(swap.view(-1, *[1] * (x.dim() - 1)), self.items[stored], x)
+        # slot -> index of the batch row written there (-1: unchanged); row `size` is a sink
         target = torch.where(filling, pos, torch.where(swap, stored, self.size))
-        self.items[target] = x.to(self.items.dtype)
+        source = torch.full((self.size + 1,), -1, dtype=torch.long, device=dev)
+        source[target] = torch.arange(b, device=dev)
+        source = source[: self.size]
+        write = (source >= 0).view(-1, *[1] * (x.dim() - 1))
+        self.items.copy_(
+            torch.where(write, x[source.clamp(min=0)].to(self.items.dtype), self.items)
+        )
         self.count.copy_((self.count + b).clamp(max=self.size))
         return out

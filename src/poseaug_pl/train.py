@@ -22,7 +22,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, validate
@@ -34,12 +33,9 @@ log = logging.getLogger(__name__)
 METRIC_KEYS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames")
 
 
-def output_dir() -> Path:
-    """The Hydra run folder of this job (the current folder outside Hydra)."""
-    try:
-        return Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return Path.cwd()
+def output_dir(cfg: DictConfig) -> Path:
+    """The run folder: ``paths.output_dir`` (by default Hydra's run folder of this job)."""
+    return Path(cfg.paths.output_dir)
 
 
 def build_model(cfg: DictConfig) -> L.LightningModule:
@@ -73,7 +69,7 @@ def metrics_table(metrics: dict) -> str:
 def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     """Train and (with ``cfg.test``) evaluate; return the metrics dict (empty without test)."""
     validate(cfg)
-    out = output_dir()
+    out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True, verbose=False)

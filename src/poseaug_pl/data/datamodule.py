@@ -225,7 +225,10 @@ class SyntheticDataModule(PoseDataModule):
 class H36MDataModule(PoseDataModule):
     """Human3.6M in the VideoPose3D layout (`poseaug_pl.data.h36m.load_h36m`).
 
-    The test set is named ``h36m`` (the test subjects, all frames of the selection).
+    The test set is named ``h36m`` (the test subjects, all frames of the selection). With
+    ``wild_sequences > 0`` the generated ``synthetic_wild`` set (a shifted domain: other poses,
+    views, focal lengths and proportions) is added as a cross-domain test set, for runs without
+    MPI-INF-3DHP or 3DPW at hand.
 
     Args:
         root: folder holding ``data_3d_h36m.npz`` (and ``data_2d_h36m_<keypoints>.npz``).
@@ -234,6 +237,7 @@ class H36MDataModule(PoseDataModule):
         train_subjects, test_subjects, actions: the selection.
         cache_dir: preprocessed-cache folder (default ``$POSEAUG_CACHE`` or
             ``~/.cache/poseaug_pl``; ``false`` disables it).
+        wild_sequences: sequences of the ``synthetic_wild`` test set (0: none).
         **kwargs: `PoseDataModule` arguments.
     """
 
@@ -246,9 +250,11 @@ class H36MDataModule(PoseDataModule):
         test_subjects=TEST_SUBJECTS,
         actions=None,
         cache_dir=None,
+        wild_sequences: int = 40,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.wild_sequences = int(wild_sequences)
         self.root, self.keypoints, self.stride = root, keypoints, int(stride)
         self.train_subjects, self.test_subjects = tuple(train_subjects), tuple(test_subjects)
         self.actions = list(actions) if actions else None
@@ -278,4 +284,11 @@ class H36MDataModule(PoseDataModule):
         )
         train = load_h36m(self.root, subjects=self.train_subjects, name="train", **common)
         test = load_h36m(self.root, subjects=self.test_subjects, name="h36m", **common)
-        return train, {"h36m": test}
+        tests = {"h36m": test}
+        if self.wild_sequences > 0:
+            subjects = self.train_subjects + self.test_subjects
+            wild = generate(
+                self.wild_sequences, 200, subjects, "wild", self.seed + 2, "synthetic_wild"
+            )
+            tests["synthetic_wild"] = wild
+        return train, tests

@@ -1,0 +1,210 @@
+"""Specification of PoseAug training: optimiser order, warm-up, schedules, resume, the CLIs."""
+
+import json
+import subprocess
+import sys
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from poseaug_pl.train import train
+from poseaug_pl.utils import CONFIG_DIR
+
+TINY = [
+    "data.train_sequences=6", "data.test_sequences=2", "data.wild_sequences=2", "data.frames=20",
+    "data.batch_size=64", "data.val_fraction=0.2", "model.estimator.channels=32",
+    "model.augmentor.hidden=32", "model.d3d.channels=32", "model.pool_size=128",
+    "trainer.max_epochs=2", "model.warmup_epochs=1", "logger=none",
+    "callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false",
+]  # fmt: skip
+NAMES = ("augmentor", "d3d", "d2d", "estimator")
+
+
+def tiny_cfg(tmp_path, *overrides, name="train"):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(name, overrides=[*TINY, f"paths.output_dir={tmp_path}", *overrides])
+
+
+class Spy(L.Callback):
+    """Records which optimiser stepped, per (epoch, batch), and values at epoch starts."""
+
+    def __init__(self):
+        self.steps, self.epoch_values, self.snapshots = {}, [], []
+
+    def on_train_start(self, trainer, pl_module):
+        for i, opt in enumerate(trainer.optimizers):
+            original = opt.step
+
+            def step(*args, _i=i, _orig=original, **kwargs):
+                self.steps.setdefault(self._key, []).append(NAMES[_i])
+                return _orig(*args, **kwargs)
+
+            opt.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._key = (trainer.current_epoch, batch_idx)
+        if batch_idx == 0:  # after the module's own epoch-start hook has set the rates
+            lrs = [o.param_groups[0]["lr"] for o in trainer.optimizers]
+            self.epoch_values.append((pl_module.current_hard_ratio(), lrs))
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.snapshots.append({k: v.clone() for k, v in pl_module.estimator.state_dict().items()})
+
+
+def run_with_spy(tmp_path, *overrides):
+    spy = Spy()
+    cfg = tiny_cfg(tmp_path, "test=false", *overrides)
+    train(cfg, extra_callbacks=[spy])
+    return spy
+
+
+def test_optimiser_order_follows_algorithm_1(tmp_path):
+    spy = run_with_spy(tmp_path, "model.d_every=2")
+    # warm-up epoch: augmentor every batch, discriminators every 2nd batch, estimator never
+    assert spy.steps[(0, 0)] == ["augmentor", "d3d", "d2d"]
+    assert spy.steps[(0, 1)] == ["augmentor"]
+    # afterwards: A, (D), then the estimator on real and on augmented pairs
+    assert spy.steps[(1, 0)] == ["augmentor", "d3d", "d2d", "estimator", "estimator"]
+    assert spy.steps[(1, 1)] == ["augmentor", "estimator", "estimator"]
+
+
+def test_estimator_is_not_updated_during_warmup(tmp_path):
+    spy = run_with_spy(tmp_path, "trainer.max_epochs=3")
+    first, second, third = spy.snapshots
+    assert all(torch.equal(first[k], second[k]) for k in first)  # epoch 0 is warm-up
+    assert not all(torch.equal(second[k], third[k]) for k in second)
+
+
+def test_hard_ratio_and_learning_rate_follow_the_epoch(tmp_path):
+    spy = run_with_spy(tmp_path, "trainer.max_epochs=3", "model.hard_ratio.start=2",
+                       "model.hard_ratio.end=20", "model.lr.augmentor=1e-3")  # fmt: skip
+    ratios = [r for r, _ in spy.epoch_values]
+    assert ratios == pytest.approx([2.0, 11.0, 20.0])
+    lrs = [lr[0] for _, lr in spy.epoch_values]
+    assert lrs == pytest.approx([1e-3 * (1 - e / 4) for e in range(3)])
+
+
+def test_baseline_steps_only_the_estimator(tmp_path):
+    spy = run_with_spy(tmp_path, "augment=false", "feedback=false")
+    assert set(name for steps in spy.steps.values() for name in steps) == {"estimator"}
+    assert spy.steps[(0, 0)] == ["estimator"]
+
+
+def test_epoch_phases_schedule_trains_the_estimator_at_the_epochs_end(tmp_path):
+    spy = run_with_spy(tmp_path, "schedule=epoch_phases", "model.d_every=1")
+    last = max(b for e, b in spy.steps if e == 1)
+    assert spy.steps[(1, 0)] == ["augmentor", "d3d", "d2d"]
+    tail = spy.steps[(1, last)]
+    assert tail[:3] == ["augmentor", "d3d", "d2d"] and set(tail[3:]) == {"estimator"}
+    assert len(tail) - 3 >= 2 * last  # a pass over the augmented buffer and one over real data
+    assert "estimator" not in spy.steps[(0, last)]  # not during warm-up
+
+
+class CrashAt(L.Callback):
+    """Simulates a crash (node failure, kill) at the start of an epoch."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    common = ["test=false", "trainer.max_epochs=3"]
+    train(tiny_cfg(full, *common))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_cfg(cut, *common), extra_callbacks=[CrashAt(2)])  # dies after two epochs
+    assert torch.load(cut / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
+    train(tiny_cfg(cut, *common, f"ckpt_path={cut / 'checkpoints/last.ckpt'}"))
+    a, b = _state(full / "checkpoints/last.ckpt"), _state(cut / "checkpoints/last.ckpt")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+    assert any(k.startswith("pool3d") for k in a)  # the fake pools travel in the checkpoint
+
+
+def test_checkpoint_holds_plain_hparams_and_loads_safely(tmp_path):
+    train(tiny_cfg(tmp_path, "test=false", "trainer.max_epochs=1", "model.warmup_epochs=0"))
+    ckpt = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert isinstance(hp["estimator"], dict) and hp["recipe"] == "released"
+    assert len(ckpt["optimizer_states"]) == 4
+
+
+def test_estimator_ckpt_initialises_the_estimator(tmp_path):
+    base = tmp_path / "base"
+    train(tiny_cfg(base, "test=false", "augment=false", "trainer.max_epochs=1"))
+    from poseaug_pl.module import PoseAugModule
+
+    cfg = tiny_cfg(tmp_path / "aug", f"model.estimator_ckpt={base / 'checkpoints/last.ckpt'}")
+    import hydra
+
+    model = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+    assert isinstance(model, PoseAugModule)
+    state = _state(base / "checkpoints/last.ckpt")
+    want = {k.removeprefix("estimator."): v for k, v in state.items() if k.startswith("estimator.")}
+    for k, v in model.estimator.state_dict().items():
+        torch.testing.assert_close(v, want[k])
+
+
+# --- the command-line interface, as a user runs it ---------------------------------------------
+
+
+def cli(module, *args, cwd=None):
+    return subprocess.run([sys.executable, "-m", f"poseaug_pl.{module}", *args],
+                          capture_output=True, text=True, timeout=600, cwd=cwd)  # fmt: skip
+
+
+def test_train_then_evaluate_through_the_cli(tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", *TINY, f"hydra.run.dir={run}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for f in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "metrics.json",
+              "config_resolved.yaml", ".hydra/config.yaml"):  # fmt: skip
+        assert (run / f).is_file(), f
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"synthetic", "synthetic_wild"}
+    assert set(metrics["synthetic"]) == {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames"}
+    assert "synthetic_wild" in r.stdout and "MPJPE" in r.stdout  # the end-of-run summary
+
+    ev = tmp_path / "eval"
+    r = cli("evaluate", f"ckpt_path={run / 'checkpoints/best.ckpt'}", "save_predictions=true",
+            f"hydra.run.dir={ev}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    again = json.loads((ev / "metrics.json").read_text())
+    assert again["synthetic"]["mpjpe"] == pytest.approx(metrics["synthetic"]["mpjpe"], rel=1e-4)
+    for name, m in again.items():
+        pred = np.load(ev / "predictions" / f"{name}.npz")
+        assert pred["pred"].shape == pred["target"].shape == (m["frames"], 16, 3)
+        assert pred["pred"].dtype == np.float32
+        mpjpe = np.linalg.norm(pred["pred"] - pred["target"], axis=-1).mean()
+        assert mpjpe == pytest.approx(m["mpjpe"], rel=1e-3)  # millimetres, recomputable
+
+
+def test_misspelt_override_fails_with_one_clear_message(tmp_path):
+    r = cli("train", "model.hard_ratio.ned=5", f"hydra.run.dir={tmp_path}")
+    assert r.returncode != 0 and "hard_ratio.ned" in r.stderr
+
+
+def test_wrong_type_fails_at_start_up(tmp_path):
+    r = cli("train", "trainer.max_epochs=many", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 2
+    assert "error: config: trainer.max_epochs must be an integer >= 1, got 'many'" in r.stderr
+
+
+def test_h36m_experiment_without_data_says_where_it_looked(tmp_path):
+    r = cli("train", "experiment=poseaug_h36m", f"data.root={tmp_path / 'nowhere'}",
+            f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert r.returncode == 2
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "nowhere" in line and "data.root" in line
