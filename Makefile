@@ -19,9 +19,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv (if missing) and install the package with dev extras
 
-demo: install ## generate the embedded synthetic data, summarise it, draw sample poses
-	$(PY) -m poseaug_pl.prepare_data data=synthetic figures=$(DEMO_DIR)/figures
-	@echo "figures written to $(DEMO_DIR)/figures/"
+demo: install ## train a baseline, then PoseAug from it, on the embedded synthetic data; compare
+	$(PY) -m poseaug_pl.train experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/baseline
+	$(PY) -m poseaug_pl.train experiment=poseaug_synthetic hydra.run.dir=$(DEMO_DIR)/poseaug \
+		model.estimator_ckpt=$(DEMO_DIR)/baseline/checkpoints/best.ckpt model.lr.estimator=1e-4
+	$(PY) -m poseaug_pl.evaluate ckpt_path=$(DEMO_DIR)/poseaug/checkpoints/best.ckpt \
+		hydra.run.dir=$(DEMO_DIR)/evaluate
+	@echo "\n== demo: baseline vs PoseAug (synthetic = in-domain test, synthetic_wild = shifted domain)"
+	@$(PY) scripts/compare_runs.py $(DEMO_DIR)/baseline $(DEMO_DIR)/poseaug
 
 test: install ## fast test suite (what CI runs)
 	$(PY) -m pytest -m "not slow" -q

@@ -11,7 +11,6 @@ Without ``data=`` / ``data.*`` overrides the data config of the checkpoint's tra
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -20,11 +19,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, validate
+from .cli import entry_point
+from .config import validate
 from .data import DataError
 from .module import PoseAugModule
 from .train import metrics_table, output_dir, write_metrics
-from .utils import CONFIG_DIR
 
 
 def data_config(cfg: DictConfig) -> DictConfig:
@@ -67,14 +66,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")
-def main(cfg: DictConfig):
-    """Hydra entry point; bad input ends with one line on stderr and exit code 2."""
-    try:
-        return evaluate(cfg)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+main = entry_point("evaluate", evaluate)
 
 
 if __name__ == "__main__":

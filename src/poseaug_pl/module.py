@@ -292,13 +292,14 @@ class PoseAugModule(L.LightningModule):
                 )
         self.log_dict(
             {
-                "train/aug/loss": loss_a.detach(),
                 "train/aug/adv3d": adv3d.detach(),
                 "train/aug/adv2d": adv2d.detach(),
                 "train/aug/reg": reg.detach(),
             },
             prog_bar=False,
         )
+
+        self.log("train/aug/loss", loss_a.detach(), prog_bar=True)
 
         # 3. estimator on real and augmented pairs (augmented: only those inside the image)
         inside = (aug2d.abs() <= 1).flatten(1).all(1)

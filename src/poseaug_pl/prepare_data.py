@@ -9,7 +9,6 @@ Examples::
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -17,8 +16,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from .data import DataError, PoseDataModule
-from .utils import CONFIG_DIR, format_table
+from .cli import entry_point
+from .data import PoseDataModule
+from .utils import format_table
 
 
 def prepare(cfg: DictConfig) -> PoseDataModule:
@@ -43,14 +43,7 @@ def prepare(cfg: DictConfig) -> PoseDataModule:
     return dm
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="prepare_data", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point; bad data ends with one line on stderr and exit code 2."""
-    try:
-        prepare(cfg)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+main = entry_point("prepare_data", prepare)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -24,9 +23,9 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, validate
-from .data import DataError
-from .utils import CONFIG_DIR, format_table
+from .cli import entry_point
+from .config import validate
+from .utils import format_table
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +93,7 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     return metrics
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
-def main(cfg: DictConfig):
-    """Hydra entry point; bad data or config ends with one line on stderr and exit code 2."""
-    try:
-        return train(cfg)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+main = entry_point("train", train)
 
 
 if __name__ == "__main__":
