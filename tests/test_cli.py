@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -65,3 +66,39 @@ def test_data_configs_compose_and_instantiate():
             "sh_pt_mpii",
             {"a": "/a.npz"},
         )
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(experiment):
+    from poseaug_pl.config import validate
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}", "paths.output_dir=/tmp/x"])
+    validate(cfg)
+    assert cfg.experiment_name == experiment
+    assert cfg.model.max_epochs == cfg.trainer.max_epochs
+    if "h36m" in experiment:
+        assert cfg.data._target_.endswith("H36MDataModule")
+    if experiment.startswith("variant_a"):
+        assert cfg.feedback is False and cfg.augment is True
+    if experiment.startswith("baseline"):
+        assert cfg.augment is False
+
+
+OPTIONS = [("trainer", "cpu"), ("trainer", "gpu"), ("trainer", "ddp"), ("logger", "csv"),
+           ("logger", "wandb"), ("logger", "tensorboard"), ("logger", "none"),
+           ("recipe", "paper"), ("recipe", "released")]  # fmt: skip
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_config_group_options_compose(group, option):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"{group}={option}", "paths.output_dir=/tmp/x"])
+    if group == "recipe":
+        assert cfg.recipe == option
+        assert cfg.model.hard_ratio.end == (20.0 if option == "paper" else 5.0)
+    if option == "ddp":
+        assert cfg.trainer.strategy.find_unused_parameters is True
