@@ -208,3 +208,19 @@ def test_h36m_experiment_without_data_says_where_it_looked(tmp_path):
     assert r.returncode == 2
     (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert "nowhere" in line and "data.root" in line
+
+
+def test_augmented_batches_leave_bn_running_statistics_alone():
+    from torch import nn
+
+    from poseaug_pl.module import frozen_bn_statistics
+
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8)).train()
+    before = net[1].running_mean.clone()
+    with frozen_bn_statistics(net):
+        out = net(torch.randn(32, 4) * 5 + 3)
+    assert torch.equal(net[1].running_mean, before)
+    torch.testing.assert_close(out.mean(0), torch.zeros(8) + net[1].bias, atol=1e-5, rtol=0)
+    assert net[1].momentum == 0.1  # restored
+    net(torch.randn(32, 4) * 5 + 3)
+    assert not torch.equal(net[1].running_mean, before)

@@ -22,6 +22,7 @@ checkpoints load with torch's safe ``weights_only`` loading.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import hydra
 import lightning as L
@@ -38,6 +39,21 @@ log = logging.getLogger(__name__)
 
 #: Test sets evaluated without flip test-time augmentation (the in-domain protocol).
 IN_DOMAIN_SETS = ("h36m", "synthetic")
+
+
+@contextmanager
+def frozen_bn_statistics(module: nn.Module, frozen: bool = True):
+    """BatchNorm layers normalise with batch statistics but leave running statistics unchanged."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    if frozen:
+        for m in norms:
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
 
 
 class PoseAugModule(L.LightningModule):
@@ -59,6 +75,11 @@ class PoseAugModule(L.LightningModule):
         d_every: discriminator step every that many batches; pool_size: fake pool capacity.
         bone_swap: give every source pose a random training subject's bone lengths.
         grad_clip: gradient-norm clip per network (0 disables).
+        aug_bn_stats: let augmented batches update the estimator's BatchNorm running statistics
+            in the interleaved schedule. Off by default: the running statistics then describe
+            real data only, as they effectively do in the released code, whose every epoch ends
+            with a pass over real data. (On, they become a mix of real and augmented batches and
+            evaluation on real data suffers.)
         estimator_ckpt: optional checkpoint whose estimator weights initialise this estimator.
         max_epochs: epochs of the schedules (normally the trainer's).
     """
@@ -83,6 +104,7 @@ class PoseAugModule(L.LightningModule):
         pool_size: int = 4096,
         bone_swap: bool = True,
         grad_clip: float = 1.0,
+        aug_bn_stats: bool = False,
         estimator_ckpt: str | None = None,
         max_epochs: int = 50,
     ):
@@ -313,7 +335,9 @@ class PoseAugModule(L.LightningModule):
             self._estimator_step(opt_p, x2, sk.root_relative(x3), "real")
             w_in = inside.float()  # masked mean instead of boolean indexing: no host sync
             self.toggle_optimizer(opt_p)
-            err = (self.estimator(aug2d) - sk.root_relative(aug3d)).pow(2).mean((1, 2))
+            with frozen_bn_statistics(self.estimator, not self.hparams.aug_bn_stats):
+                pred = self.estimator(aug2d)
+            err = (pred - sk.root_relative(aug3d)).pow(2).mean((1, 2))
             loss = (err * w_in).sum() / w_in.sum().clamp_min(1.0)
             opt_p.zero_grad(set_to_none=True)
             self.manual_backward(loss)
