@@ -199,3 +199,12 @@ def test_each_estimator_is_selectable_by_hydra_config(name):
             ).model.estimator
         )  # noqa: E501
         assert n_params(small) < n_params(model)
+
+
+def test_default_augmentor_starts_near_the_source_view(batch):
+    torch.manual_seed(0)
+    out = Augmentor().train()(batch[0], batch[2])
+    assert torch.rad2deg(out["rotation"].norm(dim=-1)).mean() < 60
+    assert (out["rt_2d"].abs() <= 1).all(-1).all(-1).float().mean() > 0.9
+    released = Augmentor(init_depth=None, identity_rotation_init=False).train()(batch[0], batch[2])
+    assert torch.rad2deg(released["rotation"].norm(dim=-1)).mean() > 120  # saturated tanh * pi
