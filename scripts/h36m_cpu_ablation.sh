@@ -18,4 +18,11 @@ run baseline_ft experiment=baseline_h36m_cpu trainer.max_epochs=8 model.lr.estim
     experiment_name=baseline_ft_h36m_cpu model.estimator_ckpt="$BASE"
 run variant_a experiment=variant_a_h36m_cpu model.estimator_ckpt="$BASE"
 run poseaug experiment=poseaug_h36m_cpu model.estimator_ckpt="$BASE"
+for r in baseline baseline_ft variant_a poseaug; do  # the last epoch of every run, too
+  $PY -m poseaug_pl.evaluate ckpt_path="$OUT/$r/checkpoints/last.ckpt" \
+      hydra.run.dir="$OUT/last/$r" > /dev/null  # the run's own data config
+done
+echo "== best.ckpt (selected on validation MPJPE)"
 $PY scripts/compare_runs.py "$OUT"/baseline "$OUT"/baseline_ft "$OUT"/variant_a "$OUT"/poseaug
+echo "== last.ckpt"
+$PY scripts/compare_runs.py "$OUT"/last/baseline "$OUT"/last/baseline_ft "$OUT"/last/variant_a "$OUT"/last/poseaug

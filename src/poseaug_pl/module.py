@@ -431,7 +431,18 @@ class PoseAugModule(L.LightningModule):
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Restore the RNG states stored by `on_save_checkpoint`."""
+        """Restore the RNG states stored by `on_save_checkpoint`.
+
+        Fake pools of another size (another ``pool_size`` or an older layout) are training
+        state only: they start empty, with a warning, instead of failing the load.
+        """
+        state = checkpoint.get("state_dict", {})
+        for name in ("pool3d", "pool2d"):
+            pool = getattr(self, name)
+            if f"{name}.items" in state and state[f"{name}.items"].shape != pool.items.shape:
+                log.warning("%s in the checkpoint has another size; it starts empty", name)
+                state[f"{name}.items"] = torch.zeros_like(pool.items)
+                state[f"{name}.count"] = torch.zeros_like(pool.count)
         if "rng_cpu" in checkpoint:
             torch.set_rng_state(checkpoint["rng_cpu"])
         if "rng_cuda" in checkpoint and torch.cuda.is_available():
