@@ -23,10 +23,14 @@ demo: install ## train a baseline, then PoseAug from it, on the embedded synthet
 	$(PY) -m poseaug_pl.train experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/baseline
 	$(PY) -m poseaug_pl.train experiment=poseaug_synthetic hydra.run.dir=$(DEMO_DIR)/poseaug \
 		model.estimator_ckpt=$(DEMO_DIR)/baseline/checkpoints/best.ckpt model.lr.estimator=1e-4
-	$(PY) -m poseaug_pl.evaluate ckpt_path=$(DEMO_DIR)/poseaug/checkpoints/best.ckpt \
-		hydra.run.dir=$(DEMO_DIR)/evaluate
-	@echo "\n== demo: baseline vs PoseAug (synthetic = in-domain test, synthetic_wild = shifted domain)"
-	@$(PY) scripts/compare_runs.py $(DEMO_DIR)/baseline $(DEMO_DIR)/poseaug
+	$(PY) -m poseaug_pl.evaluate ckpt_path=$(DEMO_DIR)/baseline/checkpoints/last.ckpt \
+		hydra.run.dir=$(DEMO_DIR)/baseline_last
+	$(PY) -m poseaug_pl.evaluate ckpt_path=$(DEMO_DIR)/poseaug/checkpoints/last.ckpt \
+		hydra.run.dir=$(DEMO_DIR)/poseaug_last
+	@echo "\n== demo: baseline vs PoseAug. synthetic = in-domain test set, synthetic_wild = shifted"
+	@echo "   domain. <run> = best.ckpt (chosen on validation), <run>_last = the last epoch."
+	@$(PY) scripts/compare_runs.py $(DEMO_DIR)/baseline $(DEMO_DIR)/baseline_last \
+		$(DEMO_DIR)/poseaug $(DEMO_DIR)/poseaug_last
 
 test: install ## fast test suite (what CI runs)
 	$(PY) -m pytest -m "not slow" -q
