@@ -10,6 +10,8 @@ Two recipes exist (see ``docs/METHOD.md`` of the project's shared docs):
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from .skeleton import NUM_JOINTS
@@ -30,7 +32,10 @@ def _group_matrix() -> torch.Tensor:
     return m
 
 
-_GROUPS = _group_matrix()
+@lru_cache(maxsize=16)
+def _groups(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """`_group_matrix` on ``device``, built once per (device, dtype)."""
+    return _group_matrix().to(device, dtype)
 
 
 def lsgan_discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -104,7 +109,7 @@ def grouped_pose_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
     Weights `FEEDBACK_JOINT_WEIGHTS`; groups `FEEDBACK_JOINT_GROUPS`.
     """
-    return (pred - target).norm(dim=-1) @ _GROUPS.to(pred.device, pred.dtype)
+    return (pred - target).norm(dim=-1) @ _groups(pred.device, pred.dtype)
 
 
 def feedback_loss_paper(err_aug: torch.Tensor, err_src: torch.Tensor, beta) -> torch.Tensor:
