@@ -167,7 +167,12 @@ def cli(module, *args, cwd=None):
 
 def test_train_then_evaluate_through_the_cli(tmp_path):
     run = tmp_path / "run"
-    r = cli("train", *TINY, f"hydra.run.dir={run}")
+    r = cli(
+        "train",
+        *[a for a in TINY if a != "logger=none"],
+        "trainer.log_every_n_steps=1",
+        f"hydra.run.dir={run}",
+    )  # with the csv log
     assert r.returncode == 0, r.stderr[-2000:]
     for f in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "metrics.json",
               "config_resolved.yaml", ".hydra/config.yaml"):  # fmt: skip
@@ -176,6 +181,12 @@ def test_train_then_evaluate_through_the_cli(tmp_path):
     assert set(metrics) == {"synthetic", "synthetic_wild"}
     assert set(metrics["synthetic"]) == {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames"}
     assert "synthetic_wild" in r.stdout and "MPJPE" in r.stdout  # the end-of-run summary
+    figures = sorted(p.name for p in (run / "figures").glob("*.png"))
+    assert figures == ["augmentations_epoch000.png", "augmentations_epoch001.png"]
+    logged = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for key in ("train/aug/hard_ratio", "train/lr/estimator", "train/disc/d3d_real_acc",
+                "train/aug/error_ratio_rt", "train/pose/loss_aug", "val/mpjpe"):  # fmt: skip
+        assert key in logged, key
 
     ev = tmp_path / "eval"
     r = cli("evaluate", f"ckpt_path={run / 'checkpoints/best.ckpt'}", "save_predictions=true",

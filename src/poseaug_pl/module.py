@@ -204,6 +204,13 @@ class PoseAugModule(L.LightningModule):
         for opt, name in zip(self.optimizers(), names):
             for group in opt.param_groups:
                 group["lr"] = self.lr[name] * factor
+        logged = {
+            f"train/lr/{n}": self.lr[n] * factor
+            for n in ("augmentor", "discriminator", "estimator")
+        }
+        if self.hparams.augment:
+            logged["train/aug/hard_ratio"] = self.current_hard_ratio()
+        self.log_dict(logged, on_step=False, on_epoch=True)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """Clip each network's gradient norm (after AMP unscaling)."""

@@ -85,10 +85,54 @@ def pose_grid(pose3d, pose2d, titles=None, cols: int = 6):
     return fig
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Save ``fig`` as PNG (parent folders created) and close it."""
+def save_figure_keep(fig, path: str | Path) -> Path:
+    """Save ``fig`` as PNG (parent folders created) and keep it open."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
+
+
+def close(fig) -> None:
+    """Release a figure's memory."""
+    plt.close(fig)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save ``fig`` as PNG (parent folders created) and close it."""
+    path = save_figure_keep(fig, path)
+    close(fig)
+    return path
+
+
+def augmentation_figure(src3d, src2d, out: dict, titles_left=None):
+    """Fig. S2 of the supplement, one row per pose: x, X, X after BA, after BL, x', X'.
+
+    Args:
+        src3d: (N, 16, 3) source poses X; src2d: (N, 16, 2) their 2D x.
+        out: the augmentor's output dict for them (``ba``, ``bl``, ``rt``, ``rt_2d``).
+        titles_left: optional N labels for the rows.
+
+    Returns:
+        the matplotlib Figure (2D panels in normalised image coordinates, 3D panels upright
+        and root-centred, left side blue and right side red).
+    """
+    cols = (
+        ("x", src2d, "2d"), ("X", src3d, "3d"), ("X after BA", out["ba"], "3d"),
+        ("after BL", out["bl"], "3d"), ("x'", out["rt_2d"], "2d"), ("X'", out["rt"], "3d"),
+    )  # fmt: skip
+    n = len(src3d)
+    fig = plt.figure(figsize=(2.2 * len(cols), 2.4 * n))
+    for r in range(n):
+        for c, (name, poses, kind) in enumerate(cols):
+            title = name if r == 0 else None
+            if kind == "2d":
+                ax = fig.add_subplot(n, len(cols), r * len(cols) + c + 1)
+                draw_2d(ax, poses[r], title)
+            else:
+                ax = fig.add_subplot(n, len(cols), r * len(cols) + c + 1, projection="3d")
+                draw_3d(ax, poses[r], title)
+            if c == 0 and titles_left is not None:
+                ax.set_ylabel(titles_left[r], fontsize=8)
+    fig.tight_layout()
+    return fig
