@@ -145,7 +145,7 @@ class PoseAugModule(L.LightningModule):
         self.test_results: dict[str, dict[str, float]] = {}
         self.predictions: dict[str, list[torch.Tensor]] = {}
         self.save_predictions = False
-        self._phase_buffer: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._phase_buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         if estimator_ckpt:
             self.load_estimator(estimator_ckpt)
 
@@ -334,8 +334,9 @@ class PoseAugModule(L.LightningModule):
         inside = (aug2d.abs() <= 1).flatten(1).all(1)
         self.log("train/aug/inside_frac", inside.float().mean())
         if self.hparams.schedule == "epoch_phases":
-            self._phase_buffer.append((aug2d[inside], sk.root_relative(aug3d[inside])))
-            if batch_idx == self.trainer.num_training_batches - 1:
+            if not self.in_warmup():  # filtered once per epoch: no per-step host sync
+                self._phase_buffer.append((aug2d, sk.root_relative(aug3d), inside))
+            if batch_idx == self.trainer.num_training_batches - 1 and self._phase_buffer:
                 self._run_phases(opt_p, x2.shape[0])
             return None
         if not self.in_warmup():
@@ -355,11 +356,10 @@ class PoseAugModule(L.LightningModule):
 
     def _run_phases(self, opt_p, batch_size: int) -> None:
         """Released schedule: estimator passes over the epoch's augmented buffer, then real data."""
-        buf2d = torch.cat([b[0] for b in self._phase_buffer])
-        buf3d = torch.cat([b[1] for b in self._phase_buffer])
+        keep = torch.cat([b[2] for b in self._phase_buffer])
+        buf2d = torch.cat([b[0] for b in self._phase_buffer])[keep]
+        buf3d = torch.cat([b[1] for b in self._phase_buffer])[keep]
         self._phase_buffer.clear()
-        if self.in_warmup():
-            return
         perm = torch.randperm(len(buf2d), device=buf2d.device)
         for i in range(0, len(perm) - 1, batch_size):
             idx = perm[i : i + batch_size]

@@ -139,6 +139,7 @@ class SemGraphConv(nn.Module):
         nn.init.xavier_uniform_(self.weight, gain=1.414)
         mask = adjacency > 0
         self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("fill", torch.full(mask.shape, -9e15), persistent=False)
         self.register_buffer("eye", torch.eye(len(adjacency)), persistent=False)
         self.e = nn.Parameter(torch.ones(int(mask.sum())))
         self.bias = nn.Parameter(
@@ -147,8 +148,7 @@ class SemGraphConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, J, in) -> (B, J, out)."""
-        logits = torch.full(self.mask.shape, -9e15, device=x.device, dtype=x.dtype)
-        logits = logits.masked_scatter(self.mask, self.e.to(x.dtype))
+        logits = self.fill.to(x.dtype).masked_scatter(self.mask, self.e.to(x.dtype))
         adj = torch.softmax(logits, dim=1)
         h0, h1 = (x @ torch.cat(self.weight.unbind(0), dim=1)).chunk(2, dim=-1)
         return adj.diagonal().unsqueeze(-1) * h0 + (adj * (1 - self.eye)) @ h1 + self.bias
