@@ -14,23 +14,25 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,sweep]"
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv (if missing) and install the package with dev extras
+install: $(STAMP) ## create .venv (if missing) and install the package with the dev and sweep extras
 
-demo: install ## train a baseline, then PoseAug from it, on the embedded synthetic data; compare
-	$(PY) -m poseaug_pl.train experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/baseline
+demo: install ## baseline, then Variant A and PoseAug from it, on the embedded synthetic data
+	$(PY) -m poseaug_pl.train experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/baseline \
+		test_ckpt=last
+	$(PY) -m poseaug_pl.train experiment=variant_a_synthetic hydra.run.dir=$(DEMO_DIR)/variant_a \
+		model.estimator_ckpt=$(DEMO_DIR)/baseline/checkpoints/best.ckpt model.lr.estimator=1e-4 \
+		test_ckpt=last
 	$(PY) -m poseaug_pl.train experiment=poseaug_synthetic hydra.run.dir=$(DEMO_DIR)/poseaug \
-		model.estimator_ckpt=$(DEMO_DIR)/baseline/checkpoints/best.ckpt model.lr.estimator=1e-4
-	$(PY) -m poseaug_pl.evaluate ckpt_path=$(DEMO_DIR)/baseline/checkpoints/last.ckpt \
-		hydra.run.dir=$(DEMO_DIR)/baseline_last
-	$(PY) -m poseaug_pl.evaluate ckpt_path=$(DEMO_DIR)/poseaug/checkpoints/last.ckpt \
-		hydra.run.dir=$(DEMO_DIR)/poseaug_last
-	@echo "\n== demo: baseline vs PoseAug. synthetic = in-domain test set, synthetic_wild = shifted"
-	@echo "   domain. <run> = best.ckpt (chosen on validation), <run>_last = the last epoch."
-	@$(PY) scripts/compare_runs.py $(DEMO_DIR)/baseline $(DEMO_DIR)/baseline_last \
-		$(DEMO_DIR)/poseaug $(DEMO_DIR)/poseaug_last
+		model.estimator_ckpt=$(DEMO_DIR)/baseline/checkpoints/best.ckpt model.lr.estimator=1e-4 \
+		test_ckpt=last
+	@echo "\n== demo: baseline vs Variant A vs PoseAug, each at its last epoch."
+	@echo "   synthetic = in-domain test set, synthetic_wild = shifted domain."
+	@$(PY) -m poseaug_pl.compare $(DEMO_DIR)/baseline $(DEMO_DIR)/variant_a $(DEMO_DIR)/poseaug \
+		--reference $(DEMO_DIR)/baseline
+	@echo "figures: $(DEMO_DIR)/*/figures   notebooks: notebooks/01_augmentations.ipynb, 02_compare_runs.ipynb"
 
 test: install ## fast test suite (what CI runs)
 	$(PY) -m pytest -m "not slow" -q

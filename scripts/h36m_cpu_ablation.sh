@@ -23,6 +23,6 @@ for r in baseline baseline_ft variant_a poseaug; do  # the last epoch of every r
       hydra.run.dir="$OUT/last/$r" > /dev/null  # the run's own data config
 done
 echo "== best.ckpt (selected on validation MPJPE)"
-$PY scripts/compare_runs.py "$OUT"/baseline "$OUT"/baseline_ft "$OUT"/variant_a "$OUT"/poseaug
+$PY -m poseaug_pl.compare "$OUT"/baseline "$OUT"/baseline_ft "$OUT"/variant_a "$OUT"/poseaug
 echo "== last.ckpt"
-$PY scripts/compare_runs.py "$OUT"/last/baseline "$OUT"/last/baseline_ft "$OUT"/last/variant_a "$OUT"/last/poseaug
+$PY -m poseaug_pl.compare "$OUT"/last/baseline "$OUT"/last/baseline_ft "$OUT"/last/variant_a "$OUT"/last/poseaug

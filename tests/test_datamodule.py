@@ -76,6 +76,13 @@ def test_ranks_get_disjoint_equal_shards():
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
 
 
+def test_evaluation_shards_cover_every_sample_once():
+    shards = [EpochSampler(103, False, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(s) for s in shards] == [52, 51]
+    idx = torch.cat([s.indices() for s in shards])
+    assert sorted(idx.tolist()) == list(range(103))
+
+
 def test_loader_refuses_ragged_tensors():
     with pytest.raises(ValueError, match="equal lengths"):
         TensorBatches({"a": torch.zeros(3), "b": torch.zeros(4)}, 2)

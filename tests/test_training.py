@@ -1,31 +1,16 @@
 """Specification of PoseAug training: optimiser order, warm-up, schedules, resume, the CLIs."""
 
 import json
-import subprocess
-import sys
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from helpers import TINY, cli, tiny_cfg
 from poseaug_pl.train import train
-from poseaug_pl.utils import CONFIG_DIR
 
-TINY = [
-    "data.train_sequences=6", "data.test_sequences=2", "data.wild_sequences=2", "data.frames=20",
-    "data.batch_size=64", "data.val_fraction=0.2", "model.estimator.channels=32",
-    "model.augmentor.hidden=32", "model.d3d.channels=32", "model.pool_size=128",
-    "trainer.max_epochs=2", "model.warmup_epochs=1", "logger=none",
-    "callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false",
-]  # fmt: skip
 NAMES = ("augmentor", "d3d", "d2d", "estimator")
-
-
-def tiny_cfg(tmp_path, *overrides, name="train"):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(name, overrides=[*TINY, f"paths.output_dir={tmp_path}", *overrides])
 
 
 class Spy(L.Callback):
@@ -160,11 +145,6 @@ def test_estimator_ckpt_initialises_the_estimator(tmp_path):
 # --- the command-line interface, as a user runs it ---------------------------------------------
 
 
-def cli(module, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", f"poseaug_pl.{module}", *args],
-                          capture_output=True, text=True, timeout=600, cwd=cwd)  # fmt: skip
-
-
 def test_train_then_evaluate_through_the_cli(tmp_path):
     run = tmp_path / "run"
     r = cli(
@@ -179,10 +159,13 @@ def test_train_then_evaluate_through_the_cli(tmp_path):
         assert (run / f).is_file(), f
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) == {"synthetic", "synthetic_wild"}
-    assert set(metrics["synthetic"]) == {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames"}
+    assert set(metrics["synthetic"]) == {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames",
+                                         "per_joint"}  # fmt: skip
+    assert len(metrics["synthetic"]["per_joint"]) == 16
     assert "synthetic_wild" in r.stdout and "MPJPE" in r.stdout  # the end-of-run summary
     figures = sorted(p.name for p in (run / "figures").glob("*.png"))
-    assert figures == ["augmentations_epoch000.png", "augmentations_epoch001.png"]
+    assert figures == ["augmentations_epoch000.png", "augmentations_epoch001.png",
+                       "per_joint_error.png"]  # fmt: skip
     logged = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     for key in ("train/aug/hard_ratio", "train/lr/estimator", "train/disc/d3d_real_acc",
                 "train/aug/error_ratio_rt", "train/pose/loss_aug", "val/mpjpe"):  # fmt: skip

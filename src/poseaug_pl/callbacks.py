@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from . import viz
+from .models import augmentation_parameters
+
+log = logging.getLogger(__name__)
 
 
 class AugmentationFigures(L.Callback):
@@ -53,3 +59,97 @@ class AugmentationFigures(L.Callback):
             if type(logger).__name__ == "WandbLogger":
                 logger.log_image("train/aug/figure", [str(path)], step=trainer.global_step)
         viz.close(fig)
+
+
+class AugmentationHistograms(L.Callback):
+    """Distributions of the augmentation parameters, every ``every_n_batches`` training batches.
+
+    Takes the module's `last_augmentation` (kept on the device; the copy to the host happens
+    only at the interval) and logs, per parameter of `augmentation_parameters` (bone angle
+    change, bone-length ratio, rotation angle, root depth):
+
+    - ``train/aug/hist/<name>``: a histogram (W&B, TensorBoard);
+    - ``train/aug/params/<name>_mean``: its mean (every logger, CSV included);
+    - at each epoch end, ``<dirpath>/aug_params_epoch<E>.png`` with the epoch's histograms.
+
+    Args:
+        dirpath: folder of the PNG files.
+        every_n_batches: interval in training batches (not optimiser steps).
+        bins: histogram bins.
+    """
+
+    def __init__(self, dirpath: str, every_n_batches: int = 50, bins: int = 48):
+        if every_n_batches < 1:
+            raise ValueError(f"every_n_batches must be >= 1, got {every_n_batches}")
+        self.dirpath, self.every, self.bins = Path(dirpath), every_n_batches, bins
+        self._batches = 0
+        self._epoch: list[dict[str, np.ndarray]] = []
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """At the interval, copy the latest parameters to the host and log them."""
+        self._batches += 1
+        aug = getattr(pl_module, "last_augmentation", None)
+        if self._batches % self.every or aug is None:
+            return
+        params = {k: v.float().cpu().numpy() for k, v in augmentation_parameters(aug).items()}
+        self._epoch.append(params)
+        summary = {f"train/aug/params/{k}_mean": float(v.mean()) for k, v in params.items()}
+        step = trainer.global_step
+        for logger in trainer.loggers:
+            kind = type(logger).__name__
+            if kind == "WandbLogger":
+                import wandb
+
+                hists = {f"train/aug/hist/{k}": wandb.Histogram(v, num_bins=self.bins)
+                         for k, v in params.items()}  # fmt: skip
+                logger.log_metrics({**summary, **hists}, step=step)
+                continue
+            logger.log_metrics(summary, step=step)
+            if kind == "TensorBoardLogger":
+                for k, v in params.items():
+                    logger.experiment.add_histogram(f"train/aug/hist/{k}", v, step)
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Write the epoch's histograms as a PNG."""
+        if not self._epoch:
+            return
+        params = {k: np.concatenate([p[k] for p in self._epoch]) for k in self._epoch[0]}
+        self._epoch.clear()
+        epoch = trainer.current_epoch
+        fig = viz.parameter_histograms(params, title=f"augmentation parameters, epoch {epoch}")
+        viz.save_figure(fig, self.dirpath / f"aug_params_epoch{epoch:03d}.png")
+
+
+class RankConsistency(L.Callback):
+    """Under DDP, check at the end of training that every rank holds the same weights.
+
+    Gathers each network's flattened parameters from all ranks; rank 0 writes ``path`` (JSON:
+    network -> largest absolute difference to rank 0's parameters) and warns when any is not
+    zero. Does nothing in a single process.
+
+    Args:
+        path: the JSON report, e.g. ``<run>/ddp_check.json``.
+    """
+
+    NETWORKS = ("augmentor", "d3d", "d2d", "estimator")
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Gather and compare (every rank takes part in the collective)."""
+        if trainer.world_size < 2:
+            return
+        report = {}
+        for name in self.NETWORKS:
+            params = getattr(pl_module, name).parameters()
+            flat = torch.cat([p.detach().flatten() for p in params])
+            gathered = trainer.strategy.all_gather(flat)  # (world, P)
+            report[name] = float((gathered - gathered[:1]).abs().max())
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"world_size": trainer.world_size, **report}))
+            if any(report.values()):
+                log.warning("parameters differ across ranks: %s", report)

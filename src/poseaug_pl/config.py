@@ -19,6 +19,7 @@ CHECKS = {
     "augment": (lambda v: isinstance(v, bool), "true or false"),
     "feedback": (lambda v: isinstance(v, bool), "true or false"),
     "test": (lambda v: isinstance(v, bool), "true or false"),
+    "test_ckpt": (lambda v: v in ("best", "last"), "'best' or 'last'"),
     "save_predictions": (lambda v: isinstance(v, bool), "true or false"),
     "recipe": (lambda v: v in ("paper", "released"), "'paper' or 'released'"),
     "schedule": (lambda v: v in ("interleaved", "epoch_phases"), "'interleaved' or 'epoch_phases'"),

@@ -19,6 +19,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from . import tracking
 from .cli import entry_point
 from .config import validate
 from .data import DataError
@@ -61,8 +62,9 @@ def evaluate(cfg: DictConfig) -> dict:
             both = torch.cat(parts, dim=1).numpy() * 1000  # (2, N, 16, 3) mm
             np.savez(out / "predictions" / f"{name}.npz", pred=both[0].astype(np.float32),
                      target=both[1].astype(np.float32))  # fmt: skip
+    figure = tracking.report_evaluation(model.test_results, out / "figures")
     print(metrics_table(metrics))
-    print(f"metrics: {out / 'metrics.json'}")
+    print(f"metrics: {out / 'metrics.json'}\nper-joint errors: {figure}")
     return metrics
 
 

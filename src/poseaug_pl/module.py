@@ -28,6 +28,7 @@ import hydra
 import lightning as L
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from . import losses
 from . import skeleton as sk
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Test sets evaluated without flip test-time augmentation (the in-domain protocol).
 IN_DOMAIN_SETS = ("h36m", "synthetic")
+#: Augmentor outputs kept in `PoseAugModule.last_augmentation` (see `augmentation_parameters`).
+AUGMENTATION_KEYS = ("ba_diff", "bl_ratio_bones", "rotation", "translation")
 
 
 @contextmanager
@@ -139,6 +142,10 @@ class PoseAugModule(L.LightningModule):
         )
         self.pool3d = FakePool(pool_size, (sk.NUM_JOINTS, 3))
         self.pool2d = FakePool(pool_size, (sk.NUM_JOINTS, 2))
+        # each DDP rank keeps its own pools (DDP would otherwise copy rank 0's every step)
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            self, [f"{p}.{b}" for p in ("pool3d", "pool2d") for b in ("items", "count")]
+        )
         self.register_buffer("bone_templates", torch.zeros(0, sk.NUM_BONES), persistent=False)
         self.val_metrics = PoseMetrics()
         self.test_metrics = nn.ModuleDict()
@@ -146,6 +153,8 @@ class PoseAugModule(L.LightningModule):
         self.predictions: dict[str, list[torch.Tensor]] = {}
         self.save_predictions = False
         self._phase_buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        #: The latest batch's augmentation parameters (detached, on the device; for dashboards).
+        self.last_augmentation: dict[str, torch.Tensor] | None = None
         if estimator_ckpt:
             self.load_estimator(estimator_ckpt)
 
@@ -196,6 +205,16 @@ class PoseAugModule(L.LightningModule):
     def in_warmup(self) -> bool:
         """Whether the current epoch only trains the augmentor and discriminators."""
         return self.hparams.augment and self.current_epoch < self.hparams.warmup_epochs
+
+    def on_train_start(self) -> None:
+        """Under DDP, give every rank its own random stream (bone swap, augmentor noise, pools).
+
+        All ranks start from the same seed (or the same restored checkpoint state), draw the
+        same base seed from it and add their rank, so runs stay reproducible per rank.
+        """
+        if self.trainer.world_size > 1:
+            base = int(torch.randint(0, 2**31 - 1, (1,)))
+            torch.manual_seed(base + self.global_rank)
 
     def on_train_epoch_start(self) -> None:
         """Set every optimiser's learning rate for this epoch."""
@@ -297,6 +316,7 @@ class PoseAugModule(L.LightningModule):
         opt_a.step()
         self.untoggle_optimizer(opt_a)
         fake3d, fake2d = out["ba"].detach(), out["rt_2d"].detach()
+        self.last_augmentation = {k: out[k].detach() for k in AUGMENTATION_KEYS}
         aug3d, aug2d = out["rt"].detach(), fake2d
 
         # 2. discriminators
@@ -361,12 +381,20 @@ class PoseAugModule(L.LightningModule):
         buf3d = torch.cat([b[1] for b in self._phase_buffer])[keep]
         self._phase_buffer.clear()
         perm = torch.randperm(len(buf2d), device=buf2d.device)
+        world, rank = self.trainer.world_size, self.global_rank
+        if world > 1:  # every rank must take the same number of (gradient-averaged) steps
+            n = self.trainer.strategy.reduce(
+                torch.tensor(len(perm), device=perm.device), reduce_op="min"
+            )
+            perm = perm[: int(n)]
         for i in range(0, len(perm) - 1, batch_size):
             idx = perm[i : i + batch_size]
             if len(idx) > 1:
                 self._estimator_step(opt_p, buf2d[idx], buf3d[idx], "aug")
         train = self.trainer.datamodule.train_set
         perm = torch.randperm(len(train), device=train.pose2d.device)
+        if world > 1:  # this rank's equal share of the real pairs
+            perm = perm[: len(perm) // world * world][rank::world]
         for i in range(0, len(perm) - 1, batch_size):
             idx = perm[i : i + batch_size]
             if len(idx) > 1:
@@ -379,6 +407,21 @@ class PoseAugModule(L.LightningModule):
     def forward(self, pose2d: torch.Tensor) -> torch.Tensor:
         """Estimate root-relative 3D poses (B, 16, 3) from normalised 2D (B, 16, 2)."""
         return self.estimator(pose2d)
+
+    def _broadcast_estimator_buffers(self) -> None:
+        """Under DDP, give every rank rank 0's BatchNorm statistics before evaluating.
+
+        DDP copies buffers from rank 0 only at training forwards, so after the last training
+        step each rank holds its own running statistics; evaluation must use the ones that go
+        into the checkpoint.
+        """
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            for buf in self.estimator.buffers():
+                torch.distributed.broadcast(buf, src=0)
+
+    def on_validation_epoch_start(self) -> None:
+        """Same estimator statistics on every rank (see `_broadcast_estimator_buffers`)."""
+        self._broadcast_estimator_buffers()
 
     def validation_step(self, batch, batch_idx):
         """Accumulate validation metrics (held-out training sequences, no flip)."""
@@ -398,6 +441,7 @@ class PoseAugModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         """One metric collection per test set of the datamodule."""
+        self._broadcast_estimator_buffers()
         names = self.trainer.datamodule.test_names
         self.test_metrics = nn.ModuleDict({n: PoseMetrics() for n in names}).to(self.device)
         self.predictions = {n: [] for n in names}

@@ -9,7 +9,8 @@ Examples::
 
 Writes, under the Hydra run folder: ``checkpoints/last.ckpt`` and ``checkpoints/best.ckpt``
 (best validation MPJPE on sequences held out from the training subjects), ``metrics.json``
-(every test set, evaluated from ``best.ckpt``), ``config_resolved.yaml`` and the logs.
+(every test set, evaluated from ``best.ckpt``, or ``last.ckpt`` with ``test_ckpt=last``),
+``config_resolved.yaml``, ``figures/`` and the logs.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from . import tracking
 from .cli import entry_point
 from .config import validate
+from .sweep import objective
 from .utils import format_table
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,14 @@ def build_trainer(cfg: DictConfig, extra_callbacks=()) -> L.Trainer:
 
 
 def write_metrics(results: dict, path: Path) -> dict:
-    """Write ``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames}}`` as JSON; return it."""
-    metrics = {s: {k: r[k] for k in METRIC_KEYS} for s, r in results.items()}
+    """Write ``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames, per_joint}}`` as JSON.
+
+    ``per_joint`` is the MPJPE of each of the 16 joints (mm). Returns the written dict.
+    """
+    metrics = {
+        s: {**{k: r[k] for k in METRIC_KEYS}, "per_joint": [round(v, 3) for v in r["per_joint"]]}
+        for s, r in results.items()
+    }
     path.write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -66,16 +75,35 @@ def metrics_table(metrics: dict) -> str:
 
 
 def train(cfg: DictConfig, extra_callbacks=()) -> dict:
-    """Train and (with ``cfg.test``) evaluate; return the metrics dict (empty without test)."""
+    """Train and (with ``cfg.test``) evaluate; return the metrics dict (empty without test).
+
+    Always ends the W&B run (also on errors), so every job of a multirun gets its own run.
+    """
     validate(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    commit = tracking.git_commit()
+    (out / "config_resolved.yaml").write_text(
+        f"# git commit: {commit}\n" + OmegaConf.to_yaml(cfg, resolve=True)
+    )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = hydra.utils.instantiate(cfg.data)
     dm.check()
     model = build_model(cfg)
     trainer = build_trainer(cfg, extra_callbacks)
+    try:
+        tracking.log_run_metadata(trainer.loggers, OmegaConf.to_container(cfg, resolve=True))
+        metrics = fit_and_test(cfg, trainer, model, dm)
+    except BaseException:
+        tracking.finish_wandb(exit_code=1)
+        raise
+    tracking.finish_wandb()
+    return metrics
+
+
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
+    """Fit, then test the chosen checkpoint on every test set; write metrics.json and figures."""
+    out = output_dir(cfg)
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     took = time.perf_counter() - t0
@@ -83,17 +111,41 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
         return {}
     ckpt = trainer.checkpoint_callback
     best = (ckpt.best_model_path or ckpt.last_model_path) if ckpt else None
-    trainer.test(model, datamodule=dm, ckpt_path=best or None, weights_only=True, verbose=False)
+    tested = best
+    if cfg.get("test_ckpt", "best") == "last":
+        tested = str(out / "checkpoints" / "last.ckpt")
+        if not Path(tested).is_file():  # no checkpoint callbacks: the weights in memory
+            tested = None
+    trainer.test(model, datamodule=dm, ckpt_path=tested, weights_only=True, verbose=False)
+    if not trainer.is_global_zero:  # the metrics are reduced across ranks; rank 0 reports
+        return {s: {k: r[k] for k in METRIC_KEYS} for s, r in model.test_results.items()}
     metrics = write_metrics(model.test_results, out / "metrics.json")
+    figure = tracking.report_evaluation(model.test_results, out / "figures", trainer.loggers,
+                                        step=trainer.global_step)  # fmt: skip
+    tracking.log_checkpoint(trainer.loggers, best)
     val = ckpt.best_model_score if ckpt is not None else None
     print(f"\n{cfg.get('experiment_name', 'run')}: {trainer.current_epoch} epochs in {took:.0f}s, "
           f"best val MPJPE {float(val) if val is not None else float('nan'):.1f} mm")  # fmt: skip
+    print(f"test metrics of {Path(tested).name if tested else 'the final weights'}:")
     print(metrics_table(metrics))
-    print(f"run folder: {out}\ncheckpoints: {out / 'checkpoints'}\nmetrics: {out / 'metrics.json'}")
+    print(f"run folder: {out}\ncheckpoints: {out / 'checkpoints'}\nmetrics: {out / 'metrics.json'}"
+          f"\nfigures: {figure.parent}")  # fmt: skip
     return metrics
 
 
-main = entry_point("train", train)
+def run(cfg: DictConfig):
+    """The Hydra task: `train`, returning ``objective(metrics, cfg.optimized_metric)`` when an
+    optimized metric is configured (what an Optuna sweep minimises), else the metrics dict."""
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return metrics
+    value = objective(metrics, name)
+    log.info("%s = %.2f", name, value)
+    return value
+
+
+main = entry_point("train", run)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # headless PNGs; notebooks keep their inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -134,5 +136,61 @@ def augmentation_figure(src3d, src2d, out: dict, titles_left=None):
                 draw_3d(ax, poses[r], title)
             if c == 0 and titles_left is not None:
                 ax.set_ylabel(titles_left[r], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def per_joint_figure(per_joint: dict):
+    """Grouped bar chart of the per-joint error (mm) of several test sets.
+
+    Args:
+        per_joint: ``{set name: 16 per-joint MPJPE values}``.
+
+    Returns:
+        the matplotlib Figure (one bar group per joint, one colour per set).
+    """
+    names = list(per_joint)
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    width = 0.8 / max(1, len(names))
+    x = np.arange(skeleton.NUM_JOINTS)
+    for i, name in enumerate(names):
+        values = np.asarray(per_joint[name], dtype=float)
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(skeleton.JOINT_NAMES, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("MPJPE (mm)")
+    ax.set_title("per-joint error")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+#: Titles of the augmentation parameter histograms (keys of `augmentation_parameters`).
+PARAMETER_TITLES = {
+    "angle_change_deg": "bone angle change (deg)",
+    "bone_length_ratio": "bone length ratio",
+    "rotation_angle_deg": "rotation angle (deg)",
+    "translation_depth": "root depth (m)",
+}
+
+
+def parameter_histograms(params: dict, title: str | None = None, bins: int = 40):
+    """One histogram per augmentation parameter.
+
+    Args:
+        params: ``{name: 1-D array}``, e.g. from `poseaug_pl.models.augmentation_parameters`.
+        title: optional figure title; bins: histogram bins.
+
+    Returns:
+        the matplotlib Figure.
+    """
+    fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 2.8), squeeze=False)
+    for ax, (name, values) in zip(axes[0], params.items()):
+        ax.hist(_np(values).ravel(), bins=bins, color="tab:purple", alpha=0.8)
+        ax.set_title(PARAMETER_TITLES.get(name, name), fontsize=9)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -12,7 +12,10 @@ class EpochSampler:
 
     Lightning calls `set_epoch` at the start of every epoch (it looks for ``loader.sampler``),
     so a resumed run sees the same order as an uninterrupted one. Every rank draws the same
-    permutation and takes every ``world_size``-th index, truncated to equal length.
+    permutation and takes every ``world_size``-th index. Shuffled (training) shards are
+    truncated to equal length, so every rank runs the same number of steps; in-order
+    (evaluation) shards keep every sample exactly once, so metrics summed across ranks equal
+    a single-process evaluation.
     """
 
     def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
@@ -25,7 +28,11 @@ class EpochSampler:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self.n // self.world_size if self.world_size > 1 else self.n
+        if self.world_size == 1:
+            return self.n
+        if self.shuffle:
+            return self.n // self.world_size
+        return len(range(self.rank, self.n, self.world_size))
 
     def indices(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """(len(self),) int64 indices of this rank for the current epoch, on ``device``."""
@@ -35,7 +42,8 @@ class EpochSampler:
         else:
             idx = torch.arange(self.n)
         if self.world_size > 1:
-            idx = idx[: len(self) * self.world_size][self.rank :: self.world_size]
+            keep = self.n // self.world_size * self.world_size if self.shuffle else self.n
+            idx = idx[:keep][self.rank :: self.world_size]
         return idx.to(device)
 
 

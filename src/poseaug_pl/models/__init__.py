@@ -1,11 +1,11 @@
 """Networks: 2D-to-3D estimators, the PoseAug augmentor, the discriminators (plain Modules)."""
 
-from .augmentor import Augmentor, NoiseMLP, bone_angle_change_deg
+from .augmentor import Augmentor, NoiseMLP, augmentation_parameters, bone_angle_change_deg
 from .discriminators import KCS_PARTS, KCSDiscriminator, Pose2DDiscriminator
 from .estimators import ESTIMATORS, STGCN, Estimator, SemGCN, SimpleBaseline, VideoPose
 
 __all__ = [
     "Augmentor", "ESTIMATORS", "Estimator", "KCS_PARTS", "KCSDiscriminator", "NoiseMLP",
     "Pose2DDiscriminator", "STGCN", "SemGCN", "SimpleBaseline", "VideoPose",
-    "bone_angle_change_deg",
+    "augmentation_parameters", "bone_angle_change_deg",
 ]  # fmt: skip

@@ -162,3 +162,27 @@ class Augmentor(nn.Module):
 def bone_angle_change_deg(ba_diff: torch.Tensor) -> torch.Tensor:
     """Per-bone angle change in degrees from ``ba_diff`` = 1 - cos (for dashboards; no grad)."""
     return torch.rad2deg(torch.acos((1 - ba_diff.detach()).clamp(-1.0, 1.0)))
+
+
+def augmentation_parameters(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Flat distributions of what the augmentor did to a batch (for histograms; no grad).
+
+    Args:
+        out: the augmentor's output dict (``ba_diff``, ``bl_ratio_bones``, ``rotation``,
+            ``translation``).
+
+    Returns:
+        ``angle_change_deg`` (B * 13) per-bone angle change of the bones BA may turn;
+        ``bone_length_ratio`` (B * 15) new / old bone length; ``rotation_angle_deg`` (B,) the
+        angle of the rotation, in [0, 180]; ``translation_depth`` (B,) the root depth in
+        metres. Same device.
+    """
+    free = [k for k in range(skeleton.NUM_BONES) if k not in skeleton.TORSO_BONES]
+    angle = out["rotation"].detach().norm(dim=-1)  # axis-angle norm, below 2 pi here
+    angle = torch.minimum(angle, 2 * math.pi - angle)
+    return {
+        "angle_change_deg": bone_angle_change_deg(out["ba_diff"][:, free]).flatten(),
+        "bone_length_ratio": (1 + out["bl_ratio_bones"].detach()).flatten(),
+        "rotation_angle_deg": torch.rad2deg(angle),
+        "translation_depth": out["translation"].detach()[:, 2],
+    }

@@ -1,0 +1,67 @@
+"""The notebooks run top to bottom on the outputs of a (tiny) baseline, Variant A and PoseAug."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from helpers import tiny_cfg
+from poseaug_pl.train import train
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+#: The runs `make demo` writes under outputs/demo, with their experiment switches.
+DEMO_RUNS = {"baseline": ["augment=false"], "variant_a": ["feedback=false"], "poseaug": []}
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """A folder laid out like ``outputs/demo`` after ``make demo``, from tiny trainings."""
+    root = tmp_path_factory.mktemp("demo")
+    for name, switches in DEMO_RUNS.items():
+        train(tiny_cfg(root / name, "logger=csv", "trainer.log_every_n_steps=1", *switches))
+    return root
+
+
+def execute(name: str) -> nbformat.NotebookNode:
+    """Run a notebook in a fresh kernel from the notebooks folder; return it with outputs."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})  # fmt: skip
+    client.execute()
+    return nb
+
+
+def images(nb) -> int:
+    """Number of PNG images among the notebook's outputs."""
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    return sum("image/png" in o.get("data", {}) for o in outputs)
+
+
+def text(nb) -> str:
+    """All stream output of the notebook."""
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    return "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+
+
+def test_augmentations_notebook(demo_dir, monkeypatch):
+    monkeypatch.setenv("POSEAUG_DEMO_DIR", str(demo_dir))
+    nb = execute("01_augmentations.ipynb")
+    assert images(nb) >= 3  # Fig. S2, parameter histograms, depth / image position
+    out = text(nb)
+    assert "max |project(X') - x'|" in out and "angle_change_deg" in out
+
+
+def test_compare_runs_notebook(demo_dir, monkeypatch):
+    monkeypatch.setenv("POSEAUG_DEMO_DIR", str(demo_dir))
+    nb = execute("02_compare_runs.ipynb")
+    assert images(nb) >= 3  # bars per test set, per-joint errors, training curves
+    out = text(nb)
+    assert all(run in out for run in ("baseline", "Variant A", "PoseAug"))
+    assert "%)" in out  # change against the baseline
+
+
+def test_notebooks_are_committed_without_outputs():
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
