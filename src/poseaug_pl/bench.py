@@ -92,31 +92,20 @@ class StepTimer(L.Callback):
 def bare_step(m, opts, batch: dict, step: int) -> None:
     """The arithmetic of one interleaved PoseAug step, without Lightning or bookkeeping.
 
-    Same networks, losses and optimiser steps as `PoseAugModule.training_step` after warm-up
-    (released recipe); frozen networks get ``requires_grad=False`` as toggling does. No bone
-    swap, pools, masks or logging.
+    The module's own `PoseAugModule.augmentor_loss`, the discriminator and estimator losses
+    and the four optimiser steps of `PoseAugModule.training_step` after warm-up; frozen
+    networks get ``requires_grad=False`` as toggling does. No bone swap, pools, masks or
+    logging.
     """
     opt_a, opt_d3, opt_d2, opt_p = opts
     x3, x2, cam = batch["pose3d"], batch["pose2d"], batch["cam"]
-    target = sk.root_relative(x3)
 
     def only(net):
         for name in NETWORKS:
             getattr(m, name).requires_grad_(name == net)
 
     only("augmentor")
-    out = m.augmentor(x3, cam)
-    loss = 6 * losses.lsgan_generator_loss(m.d3d(out["ba"])) + losses.lsgan_generator_loss(
-        m.d2d(out["rt_2d"])
-    )
-    loss = loss + 3 * losses.ba_regulariser(out["ba_diff"], out["ba_residual"])
-    m.estimator.eval()
-    with torch.no_grad():
-        err_src = losses.grouped_pose_error(m.estimator(x2), target)
-    for key, centre, weight in (("ba", 4.0, 0.1), ("rt", 17.0, 0.01)):
-        err = losses.grouped_pose_error(m.estimator(out[f"{key}_2d"]), sk.root_relative(out[key]))
-        loss = loss + weight * losses.feedback_loss_released(err, err_src, centre, 2.0)
-    m.estimator.train()
+    loss, out, _ = m.augmentor_loss(x3, x2, cam)
     opt_a.zero_grad(set_to_none=True)
     loss.backward()
     opt_a.step()
@@ -130,7 +119,7 @@ def bare_step(m, opts, batch: dict, step: int) -> None:
             loss_d.backward()
             opt.step()
     only("estimator")
-    for inp, tgt in ((x2, target), (fake2d, sk.root_relative(aug3d))):
+    for inp, tgt in ((x2, sk.root_relative(x3)), (fake2d, sk.root_relative(aug3d))):
         loss_p = torch.nn.functional.mse_loss(m.estimator(inp), tgt)
         opt_p.zero_grad(set_to_none=True)
         loss_p.backward()

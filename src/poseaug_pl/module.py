@@ -289,8 +289,30 @@ class PoseAugModule(L.LightningModule):
             ratio_ba = (err_ba.detach() / err_src).mean()
             ratio_rt = (err_rt.detach() / err_src).mean()
         self.estimator.train(was_training)
-        self.log_dict({"train/aug/error_ratio_ba": ratio_ba, "train/aug/error_ratio_rt": ratio_rt})
-        return loss
+        ratios = {"train/aug/error_ratio_ba": ratio_ba, "train/aug/error_ratio_rt": ratio_rt}
+        return loss, ratios
+
+    def augmentor_loss(self, x3, x2, cam):
+        """The augmentor's loss for source poses (the arithmetic of step 1 of Algorithm 1).
+
+        Returns:
+            ``(loss, out, logged)``: the scalar loss, the augmentor's output dict, and the
+            detached loss parts to log (``train/aug/*``).
+        """
+        out = self.augmentor(x3, cam)
+        adv3d = losses.lsgan_generator_loss(self.d3d(out["ba"]))
+        adv2d = losses.lsgan_generator_loss(self.d2d(out["rt_2d"]))
+        reg = losses.ba_regulariser(out["ba_diff"], out["ba_residual"], self.hparams.recipe)
+        reg = reg + losses.bl_regulariser(out["bl_ratio"])
+        w = self.weights
+        loss = w["adv2d"] * adv2d + w["adv3d"] * adv3d + w["reg"] * reg
+        logged = {"train/aug/adv3d": adv3d.detach(), "train/aug/adv2d": adv2d.detach(),
+                  "train/aug/reg": reg.detach()}  # fmt: skip
+        if self.hparams.feedback and not self.in_warmup():
+            feedback, ratios = self._feedback(x2, x3, out)
+            loss = loss + feedback
+            logged.update(ratios)
+        return loss, out, logged
 
     def training_step(self, batch, batch_idx):
         """One batch of Algorithm 1 (or of the released phases, or of the baseline)."""
@@ -302,15 +324,7 @@ class PoseAugModule(L.LightningModule):
 
         # 1. augmentor
         self.toggle_optimizer(opt_a)
-        out = self.augmentor(x3, cam)
-        adv3d = losses.lsgan_generator_loss(self.d3d(out["ba"]))
-        adv2d = losses.lsgan_generator_loss(self.d2d(out["rt_2d"]))
-        reg = losses.ba_regulariser(out["ba_diff"], out["ba_residual"], self.hparams.recipe)
-        reg = reg + losses.bl_regulariser(out["bl_ratio"])
-        w = self.weights
-        loss_a = w["adv2d"] * adv2d + w["adv3d"] * adv3d + w["reg"] * reg
-        if self.hparams.feedback and not self.in_warmup():
-            loss_a = loss_a + self._feedback(x2, x3, out)
+        loss_a, out, logged = self.augmentor_loss(x3, x2, cam)
         opt_a.zero_grad(set_to_none=True)
         self.manual_backward(loss_a)
         opt_a.step()
@@ -339,15 +353,7 @@ class PoseAugModule(L.LightningModule):
                         f"train/disc/{tag}_fake_acc": (fake_s.detach() < 0.5).float().mean(),
                     }
                 )
-        self.log_dict(
-            {
-                "train/aug/adv3d": adv3d.detach(),
-                "train/aug/adv2d": adv2d.detach(),
-                "train/aug/reg": reg.detach(),
-            },
-            prog_bar=False,
-        )
-
+        self.log_dict(logged)
         self.log("train/aug/loss", loss_a.detach(), prog_bar=True)
 
         # 3. estimator on real and augmented pairs (augmented: only those inside the image)

@@ -173,10 +173,10 @@ def _online(run) -> bool:
     return getattr(getattr(run, "settings", None), "mode", "") in ("online", "run")
 
 
-def log_run_metadata(loggers, config: dict) -> None:
+def log_run_metadata(loggers, config: dict, commit: str | None) -> None:
     """Store the resolved config and the git commit in every W&B run's config."""
     for run in wandb_runs(loggers):
-        run.config.update({"cfg": config, "git_commit": git_commit()}, allow_val_change=True)
+        run.config.update({"cfg": config, "git_commit": commit}, allow_val_change=True)
 
 
 def log_checkpoint(loggers, path: str | Path, aliases=("best",)) -> None:
@@ -198,7 +198,7 @@ def finish_wandb(exit_code: int = 0) -> None:
         wandb.finish(exit_code=exit_code)
 
 
-def metric_rows(results: dict) -> tuple[list[str], list[list]]:
+def table_rows(results: dict) -> tuple[list[str], list[list]]:
     """Columns and rows of the metrics table of `PoseAugModule.test_results`."""
     columns = ["set", "mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames"]
     rows = [[name, *(r[c] for c in columns[1:])] for name, r in results.items()]
@@ -225,7 +225,7 @@ def report_evaluation(results: dict, figure_dir: str | Path, loggers=(), step: i
         if kind == "WandbLogger":
             import wandb
 
-            columns, rows = metric_rows(results)
+            columns, rows = table_rows(results)
             table = wandb.Table(columns=columns, data=rows)
             lg.experiment.log(
                 {"test/per_joint_error": wandb.Image(str(path)), "test/metrics": table}

@@ -53,15 +53,20 @@ def build_trainer(cfg: DictConfig, extra_callbacks=()) -> L.Trainer:
                                    logger=loggers or False)  # fmt: skip
 
 
-def write_metrics(results: dict, path: Path) -> dict:
-    """Write ``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames, per_joint}}`` as JSON.
+def plain_metrics(results: dict) -> dict:
+    """``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames, per_joint}}`` of `test_results`.
 
-    ``per_joint`` is the MPJPE of each of the 16 joints (mm). Returns the written dict.
+    ``per_joint`` is the MPJPE of each of the 16 joints (mm).
     """
-    metrics = {
+    return {
         s: {**{k: r[k] for k in METRIC_KEYS}, "per_joint": [round(v, 3) for v in r["per_joint"]]}
         for s, r in results.items()
     }
+
+
+def write_metrics(results: dict, path: Path) -> dict:
+    """Write `plain_metrics` of ``results`` as JSON; return it."""
+    metrics = plain_metrics(results)
     path.write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -92,7 +97,8 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     model = build_model(cfg)
     trainer = build_trainer(cfg, extra_callbacks)
     try:
-        tracking.log_run_metadata(trainer.loggers, OmegaConf.to_container(cfg, resolve=True))
+        config = OmegaConf.to_container(cfg, resolve=True)
+        tracking.log_run_metadata(trainer.loggers, config, commit)
         metrics = fit_and_test(cfg, trainer, model, dm)
     except BaseException:
         tracking.finish_wandb(exit_code=1)
@@ -118,7 +124,7 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
             tested = None
     trainer.test(model, datamodule=dm, ckpt_path=tested, weights_only=True, verbose=False)
     if not trainer.is_global_zero:  # the metrics are reduced across ranks; rank 0 reports
-        return {s: {k: r[k] for k in METRIC_KEYS} for s, r in model.test_results.items()}
+        return plain_metrics(model.test_results)
     metrics = write_metrics(model.test_results, out / "metrics.json")
     figure = tracking.report_evaluation(model.test_results, out / "figures", trainer.loggers,
                                         step=trainer.global_step)  # fmt: skip
