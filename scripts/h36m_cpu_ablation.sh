@@ -1,28 +1,51 @@
 #!/usr/bin/env bash
-# Baseline, baseline fine-tuned as long as PoseAug (control), Variant A and PoseAug on real
-# Human3.6M with the CPU-sized protocol; prints a table of every run's metrics.json.
-#   bash scripts/h36m_cpu_ablation.sh /path/to/h36m [extra overrides...]
+# The CPU-sized real-data ablation of PoseAug (README, "CPU protocol"). Per seed: a baseline
+# near its plateau, a stand-alone augmentor pretraining, then three equal-budget continuations of
+# the baseline (the same number of estimator updates): control (real pairs only), Variant A
+# (augmentation without feedback) and PoseAug; every run tested at its last epoch on Human3.6M
+# S9/S11, synthetic_wild and the HumanEva-I development set. Prints the seed table and writes
+# OUT/summary.json (seed means) and OUT/summary_std.json.
+#
+#   bash scripts/h36m_cpu_ablation.sh H36M_ROOT [hydra overrides for every run...]
+#   env: SEEDS (3), OUT (outputs/h36m_cpu_ablation), HUMANEVA (the HumanEva-I npz; default
+#        ../shared/data/humaneva/humaneva_train_16j.npz when present), PYTHON (.venv/bin/python)
+# Finished runs (OUT/seed<k>/<run>/.done) are reused, so an interrupted ablation resumes.
 set -euo pipefail
 ROOT=${1:?usage: $0 H36M_ROOT [overrides...]}; shift || true
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-outputs/h36m_cpu_ablation}
-run() {  # name, overrides...
-  local name=$1; shift
-  $PY -m poseaug_pl.train "$@" data.root="$ROOT" hydra.run.dir="$OUT/$name" \
-      callbacks.progress_bar.refresh_rate=0 "${EXTRA[@]}"
-}
+SEEDS=${SEEDS:-3}
+HUMANEVA=${HUMANEVA:-../shared/data/humaneva/humaneva_train_16j.npz}
 EXTRA=("$@")
-run baseline experiment=baseline_h36m_cpu
-BASE="$OUT/baseline/checkpoints/best.ckpt"
-run baseline_ft experiment=baseline_h36m_cpu trainer.max_epochs=8 model.lr.estimator=1e-4 \
-    experiment_name=baseline_ft_h36m_cpu model.estimator_ckpt="$BASE"
-run variant_a experiment=variant_a_h36m_cpu model.estimator_ckpt="$BASE"
-run poseaug experiment=poseaug_h36m_cpu model.estimator_ckpt="$BASE"
-for r in baseline baseline_ft variant_a poseaug; do  # the last epoch of every run, too
-  $PY -m poseaug_pl.evaluate ckpt_path="$OUT/$r/checkpoints/last.ckpt" \
-      hydra.run.dir="$OUT/last/$r" > /dev/null  # the run's own data config
+CROSS=()
+if [[ -f "$HUMANEVA" ]]; then
+  CROSS=("+data.cross_sets.humaneva_dev=$(realpath "$HUMANEVA")")
+else
+  echo "warning: HumanEva-I development set not found at $HUMANEVA (set HUMANEVA=...)" >&2
+fi
+
+run() {  # folder, overrides...: train unless the folder already holds a finished run
+  local dir=$1; shift
+  if [[ -f "$dir/.done" ]]; then echo "== reuse $dir"; return; fi
+  echo "== $(date +%H:%M:%S) train $dir"
+  rm -rf "$dir"
+  $PY -m poseaug_pl.train "$@" data.root="$ROOT" hydra.run.dir="$dir" test_ckpt=last \
+      callbacks.progress_bar.refresh_rate=0 "${CROSS[@]}" "${EXTRA[@]}" > "$dir.log" 2>&1 \
+    || { echo "error: $dir failed; last lines of $dir.log:" >&2; tail -n 20 "$dir.log" >&2; exit 1; }
+  touch "$dir/.done"
+}
+
+mkdir -p "$OUT"
+start=$(date +%s)
+for ((s = 0; s < SEEDS; s++)); do
+  D="$OUT/seed$s"; mkdir -p "$D"
+  run "$D/baseline" experiment=baseline_h36m_cpu seed=$s
+  run "$D/augmentor" experiment=augmentor_h36m_cpu seed=$s
+  BASE="model.estimator_ckpt=$(realpath "$D/baseline/checkpoints/last.ckpt")"
+  AUG="model.augmentor_ckpt=$(realpath "$D/augmentor/checkpoints/last.ckpt")"
+  run "$D/control" experiment=control_h36m_cpu seed=$s "$BASE"
+  run "$D/variant_a" experiment=variant_a_h36m_cpu seed=$s "$BASE" "$AUG"
+  run "$D/poseaug" experiment=poseaug_h36m_cpu seed=$s "$BASE" "$AUG"
 done
-echo "== best.ckpt (selected on validation MPJPE)"
-$PY -m poseaug_pl.compare "$OUT"/baseline "$OUT"/baseline_ft "$OUT"/variant_a "$OUT"/poseaug
-echo "== last.ckpt"
-$PY -m poseaug_pl.compare "$OUT"/last/baseline "$OUT"/last/baseline_ft "$OUT"/last/variant_a "$OUT"/last/poseaug
+echo "== ablation done in $(( ($(date +%s) - start) / 60 )) min"
+$PY -m poseaug_pl.ablation "$OUT"

@@ -153,3 +153,54 @@ class RankConsistency(L.Callback):
             self.path.write_text(json.dumps({"world_size": trainer.world_size, **report}))
             if any(report.values()):
                 log.warning("parameters differ across ranks: %s", report)
+
+
+class PlausibilityReport(L.Callback):
+    """Once per epoch, the augmentations' plausibility statistics beside real data's.
+
+    Augments a fixed sample of training poses the way the estimator sees them (augmentor in
+    training mode, its BatchNorm running statistics untouched, no gradients), computes
+    `plausibility.augmentation_statistics`, prints the table, logs every number to every
+    logger as ``aug/plaus/<stat>`` (augmented) and ``aug/plaus/real_<stat>``, and appends the
+    epoch's record to ``path`` (JSON lines: ``{"epoch", "step", "real", "augmented"}``).
+
+    Args:
+        path: the JSON-lines file, e.g. ``<run>/plausibility.jsonl``.
+        num_poses: size of the sample (fixed across epochs); seed: its choice.
+        every_n_epochs: interval.
+    """
+
+    def __init__(self, path: str, num_poses: int = 4096, seed: int = 0, every_n_epochs: int = 1):
+        if num_poses < 2 or every_n_epochs < 1:
+            raise ValueError("num_poses must be >= 2 and every_n_epochs >= 1")
+        self.path, self.num, self.seed, self.every = Path(path), num_poses, seed, every_n_epochs
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Compute, print, log and record (rank zero; runs that use the augmentor only)."""
+        if not pl_module.hparams.get("augment", False) or (trainer.current_epoch + 1) % self.every:
+            return
+        from .module import frozen_bn_statistics
+        from .plausibility import augmentation_statistics, format_table
+
+        data = trainer.datamodule.train_set
+        gen = torch.Generator().manual_seed(self.seed)
+        idx = torch.randperm(len(data), generator=gen)[: self.num].to(data.pose3d.device)
+        x3, x2, cam = data.pose3d[idx], data.pose2d[idx], data.cam[idx]
+        aug = pl_module.augmentor
+        was_training = aug.training
+        aug.train()
+        with torch.no_grad(), frozen_bn_statistics(aug):
+            out = aug(x3, cam)
+            stats = augmentation_statistics(out, x2, x3, pl_module.d3d, pl_module.d2d)
+        aug.train(was_training)
+        epoch = trainer.current_epoch
+        print(format_table(stats, f"augmentation plausibility, epoch {epoch} "
+                                  f"({len(idx)} training poses):"), flush=True)  # fmt: skip
+        metrics = {f"aug/plaus/{k}": v for k, v in stats["augmented"].items()}
+        metrics.update({f"aug/plaus/real_{k}": v for k, v in stats["real"].items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"epoch": epoch, "step": pl_module.augmentor_steps, **stats}) + "\n")

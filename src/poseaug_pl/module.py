@@ -45,6 +45,22 @@ AUGMENTATION_KEYS = ("ba_diff", "bl_ratio_bones", "rotation", "translation")
 
 
 @contextmanager
+def bn_running_statistics(module: nn.Module, active: bool = True):
+    """BatchNorm layers normalise with (and keep) their running statistics, as in evaluation;
+    the rest of ``module`` (dropout) stays in its current mode. Gradients still flow."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.training for m in norms]
+    if active:
+        for m in norms:
+            m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(norms, saved):
+            m.train(mode)
+
+
+@contextmanager
 def frozen_bn_statistics(module: nn.Module, frozen: bool = True):
     """BatchNorm layers normalise with batch statistics but leave running statistics unchanged."""
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -71,6 +87,17 @@ class PoseAugModule(L.LightningModule):
         schedule: ``interleaved`` (Algorithm 1) or ``epoch_phases`` (released code).
         lr: learning rates ``{augmentor, discriminator, estimator}``.
         warmup_epochs: epochs that train only the augmentor and discriminators.
+        warmup_steps: training batches (augmentor steps) before the estimator first trains,
+            counted over the whole run; the warm-up lasts while either count is not reached.
+        train_estimator: False trains only the augmentor and discriminators (the stand-alone
+            augmentor pretraining whose checkpoint ``augmentor_ckpt`` loads).
+        feedback_mode: how the frozen estimator runs inside the feedback loss: ``train``
+            (released code: dropout on, BatchNorm batch statistics; running statistics are
+            left alone here) or ``eval`` (running statistics, no dropout).
+        aug_batch: how out-of-frame augmented samples are kept from the estimator:
+            ``rebatch`` (released code: the estimator's augmented batch is filled with the
+            valid samples only, so they alone set its BatchNorm batch statistics) or
+            ``masked`` (every sample goes through, invalid ones get zero loss weight).
         hard_ratio: ``{start, end}`` of the hard ratio, linear over the epochs (paper: beta of
             the feedback loss; released: centre of the BA error-ratio band).
         rt_ratio: ``{centre, half_width}`` of the released RT band; ba_half_width: BA band.
@@ -83,7 +110,12 @@ class PoseAugModule(L.LightningModule):
             real data only, as they effectively do in the released code, whose every epoch ends
             with a pass over real data. (On, they become a mix of real and augmented batches and
             evaluation on real data suffers.)
+        aug_norm: how the estimator's BatchNorm normalises augmented batches in its update:
+            ``batch`` (their own batch statistics, as the released code) or ``running`` (the
+            running statistics of real data, i.e. the function that is evaluated).
         estimator_ckpt: optional checkpoint whose estimator weights initialise this estimator.
+        augmentor_ckpt: optional checkpoint (e.g. of an augmentor pretraining run) whose
+            augmentor, discriminators and fake pools initialise this module's.
         max_epochs: epochs of the schedules (normally the trainer's).
     """
 
@@ -98,7 +130,11 @@ class PoseAugModule(L.LightningModule):
         recipe: str = "released",
         schedule: str = "interleaved",
         lr: dict | None = None,
-        warmup_epochs: int = 2,
+        warmup_epochs: int = 0,
+        warmup_steps: int = 0,
+        train_estimator: bool = True,
+        feedback_mode: str = "train",
+        aug_batch: str = "rebatch",
         hard_ratio: dict | None = None,
         rt_ratio: dict | None = None,
         ba_half_width: float = 2.0,
@@ -108,7 +144,9 @@ class PoseAugModule(L.LightningModule):
         bone_swap: bool = True,
         grad_clip: float = 1.0,
         aug_bn_stats: bool = False,
+        aug_norm: str = "batch",
         estimator_ckpt: str | None = None,
+        augmentor_ckpt: str | None = None,
         max_epochs: int = 50,
     ):
         super().__init__()
@@ -116,6 +154,12 @@ class PoseAugModule(L.LightningModule):
             raise ValueError(f"recipe must be 'released' or 'paper', got {recipe!r}")
         if schedule not in ("interleaved", "epoch_phases"):
             raise ValueError(f"schedule must be 'interleaved' or 'epoch_phases', got {schedule!r}")
+        if feedback_mode not in ("train", "eval"):
+            raise ValueError(f"feedback_mode must be 'train' or 'eval', got {feedback_mode!r}")
+        if aug_norm not in ("batch", "running"):
+            raise ValueError(f"aug_norm must be 'batch' or 'running', got {aug_norm!r}")
+        if aug_batch not in ("rebatch", "masked"):
+            raise ValueError(f"aug_batch must be 'rebatch' or 'masked', got {aug_batch!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.lr = {"augmentor": 1e-4, "discriminator": 1e-4, "estimator": 1e-4, **(lr or {})}
@@ -155,8 +199,15 @@ class PoseAugModule(L.LightningModule):
         self._phase_buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         #: The latest batch's augmentation parameters (detached, on the device; for dashboards).
         self.last_augmentation: dict[str, torch.Tensor] | None = None
+        #: Training batches seen by the augmentor so far (drives ``warmup_steps``; checkpointed).
+        self.augmentor_steps = 0
+        self._estimator_update = (
+            self._phases_update if schedule == "epoch_phases" else self._interleaved_update
+        )
         if estimator_ckpt:
             self.load_estimator(estimator_ckpt)
+        if augmentor_ckpt:
+            self.load_augmentor(augmentor_ckpt)
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -170,6 +221,30 @@ class PoseAugModule(L.LightningModule):
             raise ValueError(f"{path}: no estimator weights in this checkpoint")
         self.estimator.load_state_dict(est)
         log.info("estimator initialised from %s", path)
+
+    def load_augmentor(self, path: str) -> None:
+        """Initialise augmentor, both discriminators and the fake pools from a checkpoint.
+
+        Used to start from a stand-alone augmentor pretraining run, so that runs which only
+        differ after the warm-up (a sweep over the hard ratio) do not repeat it.
+        """
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        prefixes = ("augmentor.", "d3d.", "d2d.", "pool3d.", "pool2d.")
+        part = {k: v for k, v in state.items() if k.startswith(prefixes)}
+        if not any(k.startswith("augmentor.") for k in part):
+            raise ValueError(f"{path}: no augmentor weights in this checkpoint")
+        for name in ("pool3d", "pool2d"):  # pools of another size start empty
+            if (
+                part.get(f"{name}.items", getattr(self, name).items).shape
+                != getattr(self, name).items.shape
+            ):
+                part.pop(f"{name}.items"), part.pop(f"{name}.count", None)
+        missing = [k for k in self.state_dict() if k.startswith(prefixes[:3]) and k not in part]
+        if missing:
+            raise ValueError(f"{path}: augmentor checkpoint lacks {len(missing)} weights, "
+                             f"e.g. {missing[0]}")  # fmt: skip
+        self.load_state_dict(part, strict=False)
+        log.info("augmentor and discriminators initialised from %s", path)
 
     def setup(self, stage: str) -> None:
         """Take the training subjects' bone templates from the datamodule (for the bone swap)."""
@@ -203,8 +278,17 @@ class PoseAugModule(L.LightningModule):
         return 1.0 - epoch / (self.hparams.max_epochs + 1)
 
     def in_warmup(self) -> bool:
-        """Whether the current epoch only trains the augmentor and discriminators."""
-        return self.hparams.augment and self.current_epoch < self.hparams.warmup_epochs
+        """Whether this batch only trains the augmentor and discriminators.
+
+        True while fewer than ``warmup_epochs`` epochs or ``warmup_steps`` augmentor steps are
+        done, and always when ``train_estimator`` is False.
+        """
+        hp = self.hparams
+        return hp.augment and (
+            not hp.train_estimator
+            or self.current_epoch < hp.warmup_epochs
+            or self.augmentor_steps < hp.warmup_steps
+        )
 
     def on_train_start(self) -> None:
         """Under DDP, give every rank its own random stream (bone swap, augmentor noise, pools).
@@ -239,6 +323,21 @@ class PoseAugModule(L.LightningModule):
 
     # --- training -----------------------------------------------------------------------------
 
+    def _update(self, opt, loss: torch.Tensor) -> None:
+        """``zero_grad -> manual_backward -> step`` of one optimiser (inside `_optimising`)."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
+
+    @contextmanager
+    def _optimising(self, opt):
+        """Only ``opt``'s parameters take gradients inside (Lightning's toggle/untoggle)."""
+        self.toggle_optimizer(opt)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(opt)
+
     def _source(self, batch):
         """Source poses of this batch, with the bone swap applied (re-projected) if enabled."""
         x3, x2, cam = batch["pose3d"], batch["pose2d"], batch["cam"]
@@ -250,45 +349,51 @@ class PoseAugModule(L.LightningModule):
 
     def _estimator_step(self, opt, pose2d, target, tag: str) -> torch.Tensor:
         """One estimator update (MSE on root-relative metres); returns the detached loss."""
-        self.toggle_optimizer(opt)
-        loss = nn.functional.mse_loss(self.estimator(pose2d), target)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt.step()
-        self.untoggle_optimizer(opt)
+        with self._optimising(opt):
+            loss = nn.functional.mse_loss(self.estimator(pose2d), target)
+            self._update(opt, loss)
         self.log(f"train/pose/loss_{tag}", loss.detach(), prog_bar=tag == "real")
         return loss.detach()
 
-    def _feedback(self, src2d, src3d, out) -> torch.Tensor:
-        """Feedback loss through the frozen estimator (eval mode: deterministic predictions)."""
+    @contextmanager
+    def _feedback_estimator(self):
+        """The estimator as the feedback loss sees it (``feedback_mode``), restored after.
+
+        ``train``: dropout on and BatchNorm batch statistics (the released code), running
+        statistics untouched; ``eval``: deterministic, running statistics.
+        """
         was_training = self.estimator.training
-        self.estimator.eval()
+        self.estimator.train(self.hparams.feedback_mode == "train")
+        try:
+            with frozen_bn_statistics(self.estimator):
+                yield self.estimator
+        finally:
+            self.estimator.train(was_training)
+
+    def _feedback(self, src2d, src3d, out) -> torch.Tensor:
+        """Feedback loss through the frozen estimator (gradients reach the augmentor only)."""
         target_src = sk.root_relative(src3d)
-        if self.hparams.recipe == "paper":
-            err_src = losses.pose_error(self.estimator(src2d), target_src).detach()
-            err_rt = losses.pose_error(self.estimator(out["rt_2d"]), sk.root_relative(out["rt"]))
-            loss = self.weights["feedback"] * losses.feedback_loss_paper(
-                err_rt, err_src, self.current_hard_ratio()
-            )
-            ratio_ba = ratio_rt = err_rt.detach().mean() / err_src.mean()
-        else:
-            err_src = losses.grouped_pose_error(self.estimator(src2d), target_src).detach()
-            err_ba = losses.grouped_pose_error(
-                self.estimator(out["ba_2d"]), sk.root_relative(out["ba"])
-            )
-            err_rt = losses.grouped_pose_error(
-                self.estimator(out["rt_2d"]), sk.root_relative(out["rt"])
-            )
-            ba = losses.feedback_loss_released(
-                err_ba, err_src, self.current_hard_ratio(), self.hparams.ba_half_width
-            )
-            rt = losses.feedback_loss_released(
-                err_rt, err_src, self.rt_ratio["centre"], self.rt_ratio["half_width"]
-            )
-            loss = self.weights["feedback_ba"] * ba + self.weights["feedback_rt"] * rt
-            ratio_ba = (err_ba.detach() / err_src).mean()
-            ratio_rt = (err_rt.detach() / err_src).mean()
-        self.estimator.train(was_training)
+        with self._feedback_estimator() as est:
+            if self.hparams.recipe == "paper":
+                err_src = losses.pose_error(est(src2d), target_src).detach()
+                err_rt = losses.pose_error(est(out["rt_2d"]), sk.root_relative(out["rt"]))
+                loss = self.weights["feedback"] * losses.feedback_loss_paper(
+                    err_rt, err_src, self.current_hard_ratio()
+                )
+                ratio_ba = ratio_rt = err_rt.detach().mean() / err_src.mean()
+            else:
+                err_src = losses.grouped_pose_error(est(src2d), target_src).detach()
+                err_ba = losses.grouped_pose_error(est(out["ba_2d"]), sk.root_relative(out["ba"]))
+                err_rt = losses.grouped_pose_error(est(out["rt_2d"]), sk.root_relative(out["rt"]))
+                ba = losses.feedback_loss_released(
+                    err_ba, err_src, self.current_hard_ratio(), self.hparams.ba_half_width
+                )
+                rt = losses.feedback_loss_released(
+                    err_rt, err_src, self.rt_ratio["centre"], self.rt_ratio["half_width"]
+                )
+                loss = self.weights["feedback_ba"] * ba + self.weights["feedback_rt"] * rt
+                ratio_ba = (err_ba.detach() / err_src).mean()
+                ratio_rt = (err_rt.detach() / err_src).mean()
         ratios = {"train/aug/error_ratio_ba": ratio_ba, "train/aug/error_ratio_rt": ratio_rt}
         return loss, ratios
 
@@ -314,71 +419,104 @@ class PoseAugModule(L.LightningModule):
             logged.update(ratios)
         return loss, out, logged
 
+    @staticmethod
+    def discriminator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor):
+        """LSGAN loss of ``disc`` on real against fake samples, and its detached accuracies.
+
+        Returns:
+            ``(loss, real_acc, fake_acc)``: accuracies are the shares scored on the right side
+            of 0.5.
+        """
+        real_s, fake_s = disc(real), disc(fake)
+        loss = losses.lsgan_discriminator_loss(real_s, fake_s)
+        return loss, (real_s.detach() > 0.5).float().mean(), (fake_s.detach() < 0.5).float().mean()
+
+    def augmented_estimator_loss(self, aug2d, aug3d, inside) -> torch.Tensor:
+        """Estimator loss on augmented pairs; out-of-frame samples never contribute.
+
+        ``aug_batch="rebatch"``: the batch is refilled with its in-frame samples only (repeated
+        in a fixed order to keep the batch size, without a host sync), so they alone set the
+        BatchNorm batch statistics; ``"masked"``: all samples go through with zero weight for
+        the out-of-frame ones. A batch without any in-frame sample gives a zero loss.
+
+        Args:
+            aug2d: (B, 16, 2) x'; aug3d: (B, 16, 3) X' (camera frame); inside: (B,) bool.
+        """
+        target = sk.root_relative(aug3d)
+        n_in = inside.sum()
+        if self.hparams.aug_batch == "rebatch":
+            order = torch.argsort((~inside).to(torch.int8), stable=True)  # in-frame first
+            idx = order[torch.arange(len(order), device=order.device) % n_in.clamp_min(1)]
+            pred = self.estimator(aug2d[idx])
+            err = (pred - target[idx]).pow(2).mean()
+            return torch.where(n_in > 0, err, torch.zeros_like(err))
+        err = (self.estimator(aug2d) - target).pow(2).mean((1, 2))
+        return torch.where(inside, err, torch.zeros_like(err)).sum() / n_in.clamp_min(1)
+
+    def _augmentor_step(self, opt_a, x3, x2, cam) -> dict:
+        """Step 1 of Algorithm 1: update A; returns its (detached) output dict."""
+        with self._optimising(opt_a):
+            loss_a, out, logged = self.augmentor_loss(x3, x2, cam)
+            self._update(opt_a, loss_a)
+        out = {k: v.detach() for k, v in out.items()}
+        self.last_augmentation = {k: out[k] for k in AUGMENTATION_KEYS}
+        self.log_dict({**logged, "train/aug/loss": loss_a.detach()})
+        return out
+
+    def _discriminator_step(self, opts, x3, x2, out) -> None:
+        """Step 2 of Algorithm 1: update D3d and D2d on real samples against pooled fakes."""
+        for opt, disc, real, fake, pool, tag in (
+            (opts[0], self.d3d, x3, out["ba"], self.pool3d, "d3d"),
+            (opts[1], self.d2d, x2, out["rt_2d"], self.pool2d, "d2d"),
+        ):
+            with self._optimising(opt):
+                loss, real_acc, fake_acc = self.discriminator_loss(disc, real, pool.query(fake))
+                self._update(opt, loss)
+            self.log_dict({f"train/disc/{tag}_loss": loss.detach(),
+                           f"train/disc/{tag}_real_acc": real_acc,
+                           f"train/disc/{tag}_fake_acc": fake_acc})  # fmt: skip
+
     def training_step(self, batch, batch_idx):
         """One batch of Algorithm 1 (or of the released phases, or of the baseline)."""
         opt_a, opt_d3, opt_d2, opt_p = self.optimizers()
+        real2d, real3d = batch["pose2d"], sk.root_relative(batch["pose3d"])
         if not self.hparams.augment:
-            x2, target = batch["pose2d"], sk.root_relative(batch["pose3d"])
-            return self._estimator_step(opt_p, x2, target, "real")
+            return self._estimator_step(opt_p, real2d, real3d, "real")
         x3, x2, cam = self._source(batch)
-
-        # 1. augmentor
-        self.toggle_optimizer(opt_a)
-        loss_a, out, logged = self.augmentor_loss(x3, x2, cam)
-        opt_a.zero_grad(set_to_none=True)
-        self.manual_backward(loss_a)
-        opt_a.step()
-        self.untoggle_optimizer(opt_a)
-        fake3d, fake2d = out["ba"].detach(), out["rt_2d"].detach()
-        self.last_augmentation = {k: out[k].detach() for k in AUGMENTATION_KEYS}
-        aug3d, aug2d = out["rt"].detach(), fake2d
-
-        # 2. discriminators
+        out = self._augmentor_step(opt_a, x3, x2, cam)  # 1. augmentor
         if batch_idx % self.hparams.d_every == 0:
-            for opt, disc, real, fake, pool, tag in (
-                (opt_d3, self.d3d, x3, fake3d, self.pool3d, "d3d"),
-                (opt_d2, self.d2d, x2, fake2d, self.pool2d, "d2d"),
-            ):
-                self.toggle_optimizer(opt)
-                real_s, fake_s = disc(real), disc(pool.query(fake))
-                loss_d = losses.lsgan_discriminator_loss(real_s, fake_s)
-                opt.zero_grad(set_to_none=True)
-                self.manual_backward(loss_d)
-                opt.step()
-                self.untoggle_optimizer(opt)
-                self.log_dict(
-                    {
-                        f"train/disc/{tag}_loss": loss_d.detach(),
-                        f"train/disc/{tag}_real_acc": (real_s.detach() > 0.5).float().mean(),
-                        f"train/disc/{tag}_fake_acc": (fake_s.detach() < 0.5).float().mean(),
-                    }
-                )
-        self.log_dict(logged)
-        self.log("train/aug/loss", loss_a.detach(), prog_bar=True)
-
-        # 3. estimator on real and augmented pairs (augmented: only those inside the image)
-        inside = (aug2d.abs() <= 1).flatten(1).all(1)
+            self._discriminator_step((opt_d3, opt_d2), x3, x2, out)  # 2. discriminators
+        inside = (out["rt_2d"].abs() <= 1).flatten(1).all(1)
         self.log("train/aug/inside_frac", inside.float().mean())
-        if self.hparams.schedule == "epoch_phases":
-            if not self.in_warmup():  # filtered once per epoch: no per-step host sync
-                self._phase_buffer.append((aug2d, sk.root_relative(aug3d), inside))
-            if batch_idx == self.trainer.num_training_batches - 1 and self._phase_buffer:
-                self._run_phases(opt_p, x2.shape[0])
-            return None
-        if not self.in_warmup():
-            self._estimator_step(opt_p, x2, sk.root_relative(x3), "real")
-            w_in = inside.float()  # masked mean instead of boolean indexing: no host sync
-            self.toggle_optimizer(opt_p)
-            with frozen_bn_statistics(self.estimator, not self.hparams.aug_bn_stats):
-                pred = self.estimator(aug2d)
-            err = (pred - sk.root_relative(aug3d)).pow(2).mean((1, 2))
-            loss = (err * w_in).sum() / w_in.sum().clamp_min(1.0)
-            opt_p.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            opt_p.step()
-            self.untoggle_optimizer(opt_p)
-            self.log("train/pose/loss_aug", loss.detach())
+        aug = (out["rt_2d"], out["rt"], inside)
+        self._estimator_update(opt_p, batch_idx, (real2d, real3d), aug)  # 3. estimator
+        self.augmentor_steps += 1
         return None
+
+    def _interleaved_update(self, opt_p, batch_idx, real, aug) -> None:
+        """Step 3 of Algorithm 1: one estimator update on the real (un-swapped) pairs, one on
+        the in-frame augmented pairs. Nothing during the warm-up."""
+        if self.in_warmup():
+            return
+        self._estimator_step(opt_p, *real, "real")
+        hp = self.hparams
+        with (
+            self._optimising(opt_p),
+            frozen_bn_statistics(self.estimator, not hp.aug_bn_stats),
+            bn_running_statistics(self.estimator, hp.aug_norm == "running"),
+        ):
+            loss = self.augmented_estimator_loss(*aug)
+            self._update(opt_p, loss)
+        self.log("train/pose/loss_aug", loss.detach())
+
+    def _phases_update(self, opt_p, batch_idx, real, aug) -> None:
+        """Released schedule: buffer the augmented pairs; at the epoch's last batch, run the
+        estimator passes (`_run_phases`)."""
+        if not self.in_warmup():  # filtered once per epoch: no per-step host sync
+            aug2d, aug3d, inside = aug
+            self._phase_buffer.append((aug2d, sk.root_relative(aug3d), inside))
+        if batch_idx == self.trainer.num_training_batches - 1 and self._phase_buffer:
+            self._run_phases(opt_p, real[0].shape[0])
 
     def _run_phases(self, opt_p, batch_size: int) -> None:
         """Released schedule: estimator passes over the epoch's augmented buffer, then real data."""
@@ -482,7 +620,8 @@ class PoseAugModule(L.LightningModule):
     # --- checkpoints --------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store the RNG states, so a resumed run continues the same random stream."""
+        """Store the RNG states and the augmentor step count, so a resumed run continues."""
+        checkpoint["augmentor_steps"] = self.augmentor_steps
         checkpoint["rng_cpu"] = torch.get_rng_state()
         if torch.cuda.is_available():
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
@@ -500,6 +639,7 @@ class PoseAugModule(L.LightningModule):
                 log.warning("%s in the checkpoint has another size; it starts empty", name)
                 state[f"{name}.items"] = torch.zeros_like(pool.items)
                 state[f"{name}.count"] = torch.zeros_like(pool.count)
+        self.augmentor_steps = int(checkpoint.get("augmentor_steps", 0))
         if "rng_cpu" in checkpoint:
             torch.set_rng_state(checkpoint["rng_cpu"])
         if "rng_cuda" in checkpoint and torch.cuda.is_available():

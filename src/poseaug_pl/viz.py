@@ -29,13 +29,21 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def draw_2d(ax, pose2d, title: str | None = None) -> None:
-    """Draw a (16, 2) pose in normalised screen coordinates (image y points down)."""
+def draw_2d(ax, pose2d, title: str | None = None, limits=None) -> None:
+    """Draw a (16, 2) pose in normalised screen coordinates (image y points down).
+
+    Args:
+        limits: optional ``(xmin, xmax, ymin, ymax)`` view, so that several panels share one
+            scale (a change of size or position then shows); default: fit the pose.
+    """
     p = _np(pose2d)
     for k, (a, b) in enumerate(skeleton.BONES):
         ax.plot(p[[a, b], 0], p[[a, b], 1], color=bone_color(k), lw=2)
     ax.scatter(p[:, 0], p[:, 1], s=6, color="k", zorder=3)
     ax.set_aspect("equal")
+    if limits is not None:
+        ax.set_xlim(limits[0], limits[1])
+        ax.set_ylim(limits[2], limits[3])
     ax.invert_yaxis()
     ax.set_xticks([])
     ax.set_yticks([])
@@ -107,6 +115,14 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
+def shared_limits(*poses2d, margin: float = 0.1) -> tuple[float, float, float, float]:
+    """One square ``(xmin, xmax, ymin, ymax)`` view holding every given (16, 2) pose."""
+    pts = np.concatenate([_np(p).reshape(-1, 2) for p in poses2d])
+    lo, hi = pts.min(0), pts.max(0)
+    centre, half = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + margin) + 1e-3
+    return centre[0] - half, centre[0] + half, centre[1] - half, centre[1] + half
+
+
 def augmentation_figure(src3d, src2d, out: dict, titles_left=None):
     """Fig. S2 of the supplement, one row per pose: x, X, X after BA, after BL, x', X'.
 
@@ -116,8 +132,8 @@ def augmentation_figure(src3d, src2d, out: dict, titles_left=None):
         titles_left: optional N labels for the rows.
 
     Returns:
-        the matplotlib Figure (2D panels in normalised image coordinates, 3D panels upright
-        and root-centred, left side blue and right side red).
+        the matplotlib Figure (2D panels in normalised image coordinates, both of a row at
+        the same scale, 3D panels upright and root-centred, left side blue and right side red).
     """
     cols = (
         ("x", src2d, "2d"), ("X", src3d, "3d"), ("X after BA", out["ba"], "3d"),
@@ -126,11 +142,12 @@ def augmentation_figure(src3d, src2d, out: dict, titles_left=None):
     n = len(src3d)
     fig = plt.figure(figsize=(2.2 * len(cols), 2.4 * n))
     for r in range(n):
+        limits = shared_limits(src2d[r], out["rt_2d"][r])
         for c, (name, poses, kind) in enumerate(cols):
             title = name if r == 0 else None
             if kind == "2d":
                 ax = fig.add_subplot(n, len(cols), r * len(cols) + c + 1)
-                draw_2d(ax, poses[r], title)
+                draw_2d(ax, poses[r], title, limits)
             else:
                 ax = fig.add_subplot(n, len(cols), r * len(cols) + c + 1, projection="3d")
                 draw_3d(ax, poses[r], title)

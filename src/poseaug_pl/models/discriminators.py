@@ -19,6 +19,28 @@ KCS_PARTS: dict[str, tuple[int, ...]] = {
 }
 
 
+#: Weight initialisations of the discriminators' linear layers.
+DISCRIMINATOR_INITS = ("kaiming", "default")
+
+
+def init_linear_weights(module: nn.Module, init: str) -> None:
+    """Re-initialise the weights of every linear layer of ``module``.
+
+    ``kaiming``: Kaiming-normal (std ``sqrt(2 / fan_in)``, the released PoseAug code, about 2.4x
+    PyTorch's default std), biases kept; ``default``: PyTorch's own initialisation, unchanged.
+    """
+    if init not in DISCRIMINATOR_INITS:
+        raise ValueError(f"init must be one of {DISCRIMINATOR_INITS}, got {init!r}")
+    if init == "default":
+        return
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight)
+        elif isinstance(m, PartwiseLinear):  # (P, in, out): fan_in = in
+            with torch.no_grad():
+                m.weight.normal_(0.0, math.sqrt(2.0 / m.weight.shape[1]))
+
+
 class PartwiseLinear(nn.Module):
     """``P`` independent Linear layers applied to ``P`` parts in one batched matmul.
 
@@ -48,10 +70,10 @@ class KCSDiscriminator(nn.Module):
     L(c, mid) -> L(mid, 1), LeakyReLU between. Output: (B, 5) scores, one per part.
 
     Args:
-        channels: c (256); mid: 100.
+        channels: c (256); mid: 100; init: ``kaiming`` or ``default`` (`init_linear_weights`).
     """
 
-    def __init__(self, channels: int = 256, mid: int = 100):
+    def __init__(self, channels: int = 256, mid: int = 100, init: str = "kaiming"):
         super().__init__()
         p, b = len(KCS_PARTS), skeleton.NUM_BONES
         mask = torch.zeros(p, b)
@@ -66,6 +88,7 @@ class KCSDiscriminator(nn.Module):
         self.l4 = PartwiseLinear(p, channels, mid)
         self.out = PartwiseLinear(p, mid, 1)
         self.act = nn.LeakyReLU()
+        init_linear_weights(self, init)
 
     def forward(self, pose3d: torch.Tensor) -> torch.Tensor:
         """(B, 16, 3) poses -> (B, 5) realism scores."""
@@ -81,10 +104,10 @@ class Pose2DDiscriminator(nn.Module):
     """2D discriminator: L(32, w) -> L(w, w) -> L(w, w) + skip -> L(w, w) -> L(w, w) -> L(w, 1).
 
     Args:
-        width: 100.
+        width: 100; init: ``kaiming`` or ``default`` (`init_linear_weights`).
     """
 
-    def __init__(self, width: int = 100):
+    def __init__(self, width: int = 100, init: str = "kaiming"):
         super().__init__()
         self.l1 = nn.Linear(2 * skeleton.NUM_JOINTS, width)
         self.l2 = nn.Linear(width, width)
@@ -93,6 +116,7 @@ class Pose2DDiscriminator(nn.Module):
         self.l5 = nn.Linear(width, width)
         self.out = nn.Linear(width, 1)
         self.act = nn.LeakyReLU()
+        init_linear_weights(self, init)
 
     def forward(self, pose2d: torch.Tensor) -> torch.Tensor:
         """(B, 16, 2) normalised 2D poses -> (B, 1) realism scores."""

@@ -1,0 +1,88 @@
+"""Seed summary of the CPU ablation (``scripts/h36m_cpu_ablation.sh``).
+
+``python -m poseaug_pl.ablation OUT`` reads ``OUT/seed<k>/<run>/metrics.json`` for the runs
+`RUNS`, writes ``OUT/summary.json`` shaped ``{run: {set: {mpjpe, pa_mpjpe, pck, auc}}}`` (means
+over the seeds; mm and %) and ``OUT/summary_std.json`` (the same shape, standard deviations over
+the seeds, 0 for a single seed), and prints MPJPE per run and set as ``mean +- std`` with the
+ratio to the control.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from .utils import format_table
+
+#: Runs of the ablation, in table order.
+RUNS = ("baseline", "control", "variant_a", "poseaug")
+#: Metrics kept in the summary.
+METRICS = ("mpjpe", "pa_mpjpe", "pck", "auc")
+
+
+def collect(out_dir: str | Path) -> dict[str, list[dict]]:
+    """``{run: [metrics.json of each seed that finished]}`` under ``out_dir/seed*/``."""
+    found: dict[str, list[dict]] = {}
+    for seed_dir in sorted(Path(out_dir).glob("seed*")):
+        for run in RUNS:
+            path = seed_dir / run / "metrics.json"
+            if path.is_file():
+                found.setdefault(run, []).append(json.loads(path.read_text()))
+    return found
+
+
+def summarise(found: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """Seed means and standard deviations (population std; 0 for one seed) per run/set/metric.
+
+    Only test sets present in every seed of a run are summarised.
+    """
+    mean: dict = {}
+    std: dict = {}
+    for run, seeds in found.items():
+        sets = [s for s in seeds[0] if all(s in m for m in seeds)]
+        mean[run] = {s: {k: statistics.fmean(m[s][k] for m in seeds) for k in METRICS}
+                     for s in sets}  # fmt: skip
+        std[run] = {s: {k: statistics.pstdev([m[s][k] for m in seeds]) for k in METRICS}
+                    for s in sets}  # fmt: skip
+    return mean, std
+
+
+def table_rows(mean: dict, std: dict, counts: dict[str, int], metric: str = "mpjpe") -> list:
+    """One row per run: ``mean +- std`` of ``metric`` per set, and the ratio to the control."""
+    rows = []
+    ctrl = mean.get("control", {})
+    for run in [r for r in RUNS if r in mean]:
+        row = {"run": run, "seeds": counts[run]}
+        for s, m in mean[run].items():
+            cell = f"{m[metric]:.1f} +- {std[run][s][metric]:.1f}"
+            if run != "control" and s in ctrl:
+                cell += f" ({m[metric] / ctrl[s][metric]:.3f}x)"
+            row[s] = cell
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write ``summary.json`` / ``summary_std.json`` and print the table."""
+    ap = argparse.ArgumentParser(prog="python -m poseaug_pl.ablation", description=__doc__)
+    ap.add_argument("out", help="the ablation's output folder (with seed<k>/<run>/metrics.json)")
+    args = ap.parse_args(argv)
+    found = collect(args.out)
+    if not found:
+        raise SystemExit(f"error: {args.out}: no seed*/<run>/metrics.json found")
+    mean, std = summarise(found)
+    out = Path(args.out)
+    (out / "summary.json").write_text(json.dumps(mean, indent=2))
+    (out / "summary_std.json").write_text(json.dumps(std, indent=2))
+    counts = {r: len(v) for r, v in found.items()}
+    print("MPJPE (mm), mean +- std over seeds, (ratio to control); each run at its last epoch:")
+    print(format_table(table_rows(mean, std, counts)))
+    print("PA-MPJPE (mm):")
+    print(format_table(table_rows(mean, std, counts, "pa_mpjpe")))
+    print(f"written: {out / 'summary.json'}, {out / 'summary_std.json'}")
+
+
+if __name__ == "__main__":
+    main()

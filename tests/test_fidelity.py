@@ -1,0 +1,256 @@
+"""Specification of the fidelity switches (warm-up by steps, augmentor checkpoints, feedback mode,
+in-frame re-batching, BatchNorm of augmented batches, discriminator init) and of the
+augmentation plausibility statistics."""
+
+import math
+
+import hydra
+import pytest
+import torch
+from torch import nn
+
+from helpers import tiny_cfg
+from poseaug_pl import plausibility as pl
+from poseaug_pl import skeleton as sk
+from poseaug_pl.models import KCSDiscriminator, Pose2DDiscriminator
+from poseaug_pl.rotation import axis_angle_to_matrix
+from poseaug_pl.train import train
+from test_training import run_with_spy
+
+
+def _module(tmp_path, *overrides):
+    cfg = tiny_cfg(tmp_path, *overrides)
+    return hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+
+
+def _upright_pose() -> torch.Tensor:
+    """(1, 16, 3) a standing person 4 m in front of a level camera (y down)."""
+    p = torch.zeros(1, 16, 3)
+    p[0, :, 2] = 4.0
+    ys = {1: 0, 2: 0.45, 3: 0.9, 4: 0, 5: 0.45, 6: 0.9, 7: -0.25, 8: -0.5, 9: -0.7,
+          10: -0.5, 11: -0.2, 12: 0.05, 13: -0.5, 14: -0.2, 15: 0.05}  # fmt: skip
+    xs = {1: -0.13, 2: -0.13, 3: -0.13, 4: 0.13, 5: 0.13, 6: 0.13, 10: 0.18, 11: 0.2,
+          12: 0.2, 13: -0.18, 14: -0.2, 15: -0.2}  # fmt: skip
+    for j, y in ys.items():
+        p[0, j, 1] = y
+    for j, x in xs.items():
+        p[0, j, 0] = x
+    return p
+
+
+def _project(p3):
+    return p3[..., :2] / p3[..., 2:] * 2.0
+
+
+# --- plausibility statistics ------------------------------------------------------------------
+
+
+def test_an_upright_pose_is_upright_and_the_same_pose_upside_down_is_not():
+    p3 = _upright_pose()
+    assert pl.upright_share(_project(p3)) == 1.0
+    root = p3[:, :1]
+    flipped = (p3 - root) @ axis_angle_to_matrix(torch.tensor([[0.0, 0.0, math.pi]])).mT + root
+    assert pl.spine_tilt_2d_deg(_project(flipped)).item() == pytest.approx(180.0, abs=1e-3)
+    assert pl.upright_share(_project(flipped)) == 0.0
+    lying = (p3 - root) @ axis_angle_to_matrix(torch.tensor([[0.0, 0.0, math.pi / 2]])).mT + root
+    assert pl.upright_share(_project(lying)) == 0.0  # 90 degrees: on its side
+
+
+def test_camera_elevation_sign_and_value():
+    p3 = _upright_pose()
+    assert pl.camera_elevation_deg(p3).item() == pytest.approx(0.0, abs=1e-4)
+    root = p3[:, :1]
+    # the camera looks down 20 degrees: the thorax comes nearer to it than the pelvis
+    tilt = axis_angle_to_matrix(torch.tensor([[math.radians(20), 0.0, 0.0]]))
+    seen = (p3 - root) @ tilt.mT + root
+    assert seen[0, 8, 2] < seen[0, 0, 2]
+    assert pl.camera_elevation_deg(seen).item() == pytest.approx(20.0, abs=1e-3)
+
+
+def test_inside_share_and_relative_scale():
+    p2 = _project(_upright_pose()).repeat(4, 1, 1)
+    p2[0, 3, 0] = 1.5  # one foot out of the image
+    assert pl.inside_share(p2).item() == pytest.approx(0.75)
+    stats = pl.pose_statistics(2 * p2, torch.cat([_upright_pose()] * 4),
+                               reference_size=pl.size_2d(p2).median())  # fmt: skip
+    assert stats["scale_2d"] == pytest.approx(2.0, rel=1e-5)
+    assert pl.pose_statistics(p2, torch.cat([_upright_pose()] * 4))["scale_2d"] == 1.0
+
+
+def test_augmentation_statistics_name_every_statistic(tmp_path):
+    m = _module(tmp_path)
+    x3 = _upright_pose().repeat(8, 1, 1) + 0.01 * torch.randn(8, 16, 3)
+    cam = torch.tensor([[2.0, 2.0, 0, 0, 0, 0, 0, 0, 0]]).repeat(8, 1)
+    with torch.no_grad():
+        out = m.augmentor(x3, cam)
+        stats = pl.augmentation_statistics(out, _project(x3), x3, m.d3d, m.d2d)
+    assert set(stats["real"]) == set(pl.POSE_STATS)
+    assert set(stats["augmented"]) == set(pl.POSE_STATS) | set(pl.AUGMENTATION_STATS)
+    assert stats["real"]["upright"] == 1.0
+    assert all(math.isfinite(v) for v in stats["augmented"].values())
+    assert "upright" in pl.format_table(stats) and "augmented" in pl.format_table(stats)
+
+
+def test_plausibility_report_is_written_every_epoch(tmp_path):
+    train(tiny_cfg(tmp_path, "test=false", "trainer.max_epochs=2", "model.warmup_epochs=0"))
+    import json
+
+    lines = (tmp_path / "plausibility.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert [r["epoch"] for r in recs] == [0, 1]
+    assert set(recs[0]) == {"epoch", "step", "real", "augmented"}
+    assert 0 <= recs[1]["augmented"]["upright"] <= 1 and recs[1]["real"]["scale_2d"] == 1.0
+
+
+# --- warm-up by steps and augmentor checkpoints --------------------------------------------
+
+
+def test_warmup_in_steps_counts_augmentor_steps_across_epochs(tmp_path):
+    spy = run_with_spy(tmp_path, "model.warmup_epochs=0", "model.warmup_steps=3")
+    order = sorted(spy.steps)
+    stepped = ["estimator" in spy.steps[k] for k in order]
+    assert stepped == [False] * 3 + [True] * (len(order) - 3)
+
+
+def test_train_estimator_false_never_updates_the_estimator(tmp_path):
+    spy = run_with_spy(tmp_path, "model.warmup_epochs=0", "model.train_estimator=false")
+    assert all("estimator" not in s for s in spy.steps.values())
+    assert all(s[0] == "augmentor" for s in spy.steps.values())
+
+
+def test_augmentor_ckpt_loads_augmentor_discriminators_and_pools(tmp_path):
+    pre = tmp_path / "pre"
+    train(tiny_cfg(pre, "test=false", "trainer.max_epochs=1", "model.train_estimator=false"))
+    ckpt = pre / "checkpoints/last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    torch.manual_seed(0)
+    m = _module(tmp_path / "m", f"model.augmentor_ckpt={ckpt}")
+    mine = m.state_dict()
+    for prefix in ("augmentor.", "d3d.", "d2d.", "pool3d.", "pool2d."):
+        keys = [k for k in state if k.startswith(prefix)]
+        assert keys, prefix
+        for k in keys:
+            torch.testing.assert_close(mine[k], state[k], msg=k)
+    assert int(mine["pool3d.count"]) > 0
+    torch.manual_seed(0)
+    fresh = _module(tmp_path / "f")
+    est = [k for k in mine if k.startswith("estimator.") and "weight" in k]
+    assert all(torch.equal(mine[k], fresh.state_dict()[k]) for k in est)  # untouched
+
+
+def test_augmentor_ckpt_without_augmentor_weights_is_refused(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {"estimator.w": torch.zeros(1)}}, bad)
+    with pytest.raises(Exception, match="no augmentor weights"):
+        _module(tmp_path, f"model.augmentor_ckpt={bad}")
+
+
+# --- how the estimator sees augmented data -------------------------------------------------
+
+
+def _bn_modes(module):
+    return [m.training for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_feedback_mode_and_frozen_running_statistics(tmp_path, mode):
+    m = _module(tmp_path, f"model.feedback_mode={mode}", "model.warmup_epochs=0")
+    m.train()
+    seen = []
+    m.estimator.register_forward_pre_hook(lambda mod, args: seen.append(mod.training))
+    before = {k: v.clone() for k, v in m.estimator.state_dict().items() if "running" in k}
+    x3 = _upright_pose().repeat(16, 1, 1) + 0.05 * torch.randn(16, 16, 3)
+    cam = torch.tensor([[2.0, 2.0, 0, 0, 0, 0, 0, 0, 0]]).repeat(16, 1)
+    m._feedback(_project(x3), x3, m.augmentor(x3, cam))
+    assert seen and all(s == (mode == "train") for s in seen)
+    after = m.estimator.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running stats untouched
+    assert m.estimator.training  # mode restored
+
+
+def _aug_batch():
+    torch.manual_seed(0)
+    aug3d = _upright_pose().repeat(8, 1, 1) + 0.05 * torch.randn(8, 16, 3)
+    aug2d = _project(aug3d)
+    aug2d[[1, 4, 6]] += 3.0  # out of frame
+    inside = (aug2d.abs() <= 1).flatten(1).all(1)
+    assert inside.sum() == 5
+    return aug2d, aug3d, inside
+
+
+def test_rebatch_feeds_only_in_frame_samples_to_the_estimator(tmp_path):
+    m = _module(tmp_path, "model.aug_batch=rebatch")
+    inputs = []
+    m.estimator.register_forward_pre_hook(lambda mod, args: inputs.append(args[0]))
+    aug2d, aug3d, inside = _aug_batch()
+    m.train()
+    loss = m.augmented_estimator_loss(aug2d, aug3d, inside)
+    x = inputs[-1]
+    assert x.shape[0] == 8 and bool((x.abs() <= 1).all())  # a full batch, in-frame only
+    m.eval()  # deterministic: the loss is the mean over the in-frame samples
+    loss = m.augmented_estimator_loss(aug2d, aug3d, inside)
+    err = (m.estimator(aug2d[inside]) - sk.root_relative(aug3d[inside])).pow(2).mean()
+    torch.testing.assert_close(loss, err, rtol=0.15, atol=0)  # repeats weigh a few samples more
+
+
+def test_masked_loss_ignores_out_of_frame_samples_even_when_non_finite(tmp_path):
+    m = _module(tmp_path, "model.aug_batch=masked").eval()
+    aug2d, aug3d, inside = _aug_batch()
+    want = (m.estimator(aug2d[inside]) - sk.root_relative(aug3d[inside])).pow(2).mean()
+    aug3d = aug3d.clone()
+    aug3d[1] = float("inf")  # an out-of-frame sample gone wrong
+    got = m.augmented_estimator_loss(aug2d, aug3d, inside)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("aug_batch", ["rebatch", "masked"])
+def test_no_in_frame_sample_gives_zero_loss(tmp_path, aug_batch):
+    m = _module(tmp_path, f"model.aug_batch={aug_batch}").train()
+    aug2d, aug3d, _ = _aug_batch()
+    loss = m.augmented_estimator_loss(aug2d, aug3d, torch.zeros(8, dtype=torch.bool))
+    assert loss.item() == 0.0
+
+
+@pytest.mark.parametrize("norm", ["batch", "running"])
+def test_aug_norm_chooses_the_batchnorm_statistics_of_the_augmented_update(tmp_path, norm):
+    spy_modes = []
+
+    def record(mod, args):
+        spy_modes.append((torch.is_grad_enabled(), _bn_modes(mod)))
+
+    m = _module(tmp_path, f"model.aug_norm={norm}")
+    m.estimator.register_forward_pre_hook(record)
+    from poseaug_pl.module import bn_running_statistics, frozen_bn_statistics
+
+    m.train()
+    with (
+        frozen_bn_statistics(m.estimator),
+        bn_running_statistics(m.estimator, m.hparams.aug_norm == "running"),
+    ):
+        m.augmented_estimator_loss(*_aug_batch())
+    modes = spy_modes[-1][1]
+    assert modes and all(x == (norm == "batch") for x in modes)
+    assert all(_bn_modes(m.estimator))  # restored to training mode
+
+
+def test_bad_switch_values_are_refused(tmp_path):
+    for key, value in (("feedback_mode", "x"), ("aug_batch", "x"), ("aug_norm", "x")):
+        with pytest.raises(Exception, match=key):
+            _module(tmp_path, f"model.{key}={value}")
+
+
+# --- discriminator initialisation ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [KCSDiscriminator, Pose2DDiscriminator])
+def test_discriminator_kaiming_init_has_he_std(cls):
+    torch.manual_seed(0)
+    kaiming, default = cls(init="kaiming"), cls(init="default")
+    for (name, wk), (_, wd) in zip(kaiming.named_parameters(), default.named_parameters()):
+        if wk.dim() < 2 or wk.numel() < 2000:
+            continue
+        fan_in = wk.shape[1] if wk.dim() == 3 else wk.shape[1]
+        assert wk.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.1), name
+        assert wd.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.1), name
+    with pytest.raises(ValueError, match="init"):
+        cls(init="xavier")
