@@ -1,0 +1,36 @@
+"""Specification of the ablation summary (`python -m poseaug_pl.ablation OUT`)."""
+
+import json
+
+import pytest
+
+from helpers import cli
+
+
+def _write(out, seed, run, mpjpe):
+    d = out / f"seed{seed}" / run
+    d.mkdir(parents=True)
+    m = {s: {"mpjpe": mpjpe + i, "pa_mpjpe": mpjpe / 2, "n_mpjpe": 0.0, "pck": 90.0,
+             "auc": 50.0, "frames": 10} for i, s in enumerate(("h36m", "humaneva_dev"))}  # fmt: skip
+    (d / "metrics.json").write_text(json.dumps(m))
+
+
+def test_summary_holds_seed_means_and_stds_per_run_and_set(tmp_path):
+    for seed, shift in ((0, 0.0), (1, 2.0)):
+        for run, base in (("baseline", 60), ("control", 58), ("variant_a", 57), ("poseaug", 55)):
+            _write(tmp_path, seed, run, base + shift)
+    r = cli("ablation", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    mean = json.loads((tmp_path / "summary.json").read_text())
+    std = json.loads((tmp_path / "summary_std.json").read_text())
+    assert set(mean) == {"baseline", "control", "variant_a", "poseaug"}
+    assert set(mean["poseaug"]) == {"h36m", "humaneva_dev"}
+    assert set(mean["poseaug"]["h36m"]) == {"mpjpe", "pa_mpjpe", "pck", "auc"}
+    assert mean["poseaug"]["humaneva_dev"]["mpjpe"] == pytest.approx(57.0)
+    assert std["poseaug"]["h36m"]["mpjpe"] == pytest.approx(1.0)
+    assert "0.966x" in r.stdout  # poseaug / control on h36m: 56 / 58
+
+
+def test_summary_without_runs_is_one_error_line(tmp_path):
+    r = cli("ablation", str(tmp_path))
+    assert r.returncode != 0 and r.stderr.strip().startswith("error:")
