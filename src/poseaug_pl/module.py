@@ -3,10 +3,11 @@
 Manual optimisation steps them per batch in the order of Algorithm 1 of the supplement:
 
 1. augmentor: adversarial + regulariser (+ feedback after warm-up) loss, gradients through the
-   frozen estimator;
+   frozen estimator (``feedback_mode``);
 2. discriminators, every ``d_every`` batches, on real samples against a pool of fakes;
-3. estimator, after warm-up: one step on the real pairs, one on the detached augmented pairs
-   that stay inside the image.
+3. estimator, after warm-up (``warmup_epochs`` / ``warmup_steps``, or none with a pretrained
+   ``augmentor_ckpt``): one step on the batch's real (un-swapped) pairs, one on the detached
+   augmented pairs that stay inside the image (``aug_batch``, ``aug_norm``).
 
 ``schedule="epoch_phases"`` instead runs the released code's phases: a GAN pass over the epoch
 (augmented pairs buffered on the device), then an estimator pass over the buffer and one over
