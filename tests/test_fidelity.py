@@ -254,3 +254,40 @@ def test_discriminator_kaiming_init_has_he_std(cls):
         assert wd.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.1), name
     with pytest.raises(ValueError, match="init"):
         cls(init="xavier")
+
+
+# --- rotation parametrisation --------------------------------------------------------------
+
+
+def test_quaternion_rotation_matches_axis_angle_and_round_trips():
+    from poseaug_pl.rotation import quaternion_to_axis_angle, quaternion_to_matrix
+
+    torch.manual_seed(0)
+    r = torch.nn.functional.normalize(torch.randn(64, 3, dtype=torch.float64), dim=-1)
+    r = r * torch.rand(64, 1, dtype=torch.float64) * math.pi
+    half = r.norm(dim=-1, keepdim=True) / 2
+    q = torch.cat([half.cos(), r / (2 * half) * half.sin()], -1) * 3.0  # any scale
+    torch.testing.assert_close(quaternion_to_matrix(q), axis_angle_to_matrix(r))
+    torch.testing.assert_close(quaternion_to_axis_angle(q), r)
+    torch.testing.assert_close(quaternion_to_axis_angle(-q), r)  # double cover
+    rot = quaternion_to_matrix(torch.randn(16, 4, dtype=torch.float64))
+    eye = torch.eye(3, dtype=torch.float64).expand(16, 3, 3)
+    torch.testing.assert_close(rot @ rot.mT, eye)
+    torch.testing.assert_close(torch.linalg.det(rot), torch.ones(16, dtype=torch.float64))
+
+
+def test_quaternion_augmentor_starts_near_identity_and_keeps_a_gradient():
+    from poseaug_pl.models import Augmentor
+
+    torch.manual_seed(0)
+    aug = Augmentor(hidden=32, rotation="quaternion")
+    x3 = _upright_pose().repeat(32, 1, 1) + 0.05 * torch.randn(32, 16, 3)
+    cam = torch.tensor([[2.0, 2.0, 0, 0, 0, 0, 0, 0, 0]]).repeat(32, 1)
+    out = aug(x3, cam)
+    angle = torch.rad2deg(out["rotation"].norm(dim=-1))
+    assert angle.median() < 45
+    out["rt_2d"].sum().backward()
+    g = aug.rot.head.weight.grad
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    with pytest.raises(ValueError, match="rotation"):
+        Augmentor(rotation="euler")

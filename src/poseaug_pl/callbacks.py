@@ -17,6 +17,20 @@ from .models import augmentation_parameters
 log = logging.getLogger(__name__)
 
 
+def augment_as_trained(augmentor: torch.nn.Module, pose3d: torch.Tensor, cam: torch.Tensor):
+    """The augmentor's output as the estimator sees it during training: training mode (BatchNorm
+    batch statistics), its running statistics left unchanged, its mode restored after."""
+    from .module import frozen_bn_statistics
+
+    was_training = augmentor.training
+    augmentor.train()
+    try:
+        with frozen_bn_statistics(augmentor):
+            return augmentor(pose3d, cam)
+    finally:
+        augmentor.train(was_training)
+
+
 class AugmentationFigures(L.Callback):
     """Every ``every_n_epochs`` epochs, draw a fixed set of training poses and their augmentations.
 
@@ -46,11 +60,8 @@ class AugmentationFigures(L.Callback):
         data = trainer.datamodule.train_set
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
         idx = pick[: self.num].to(data.pose3d.device)
-        was_training = pl_module.augmentor.training
-        pl_module.augmentor.eval()
         with torch.no_grad():
-            out = pl_module.augmentor(data.pose3d[idx], data.cam[idx])
-        pl_module.augmentor.train(was_training)
+            out = augment_as_trained(pl_module.augmentor, data.pose3d[idx], data.cam[idx])
         fig = viz.augmentation_figure(data.pose3d[idx], data.pose2d[idx], out)
         path = viz.save_figure_keep(
             fig, self.dirpath / f"augmentations_epoch{trainer.current_epoch:03d}.png"
@@ -180,20 +191,15 @@ class PlausibilityReport(L.Callback):
         """Compute, print, log and record (rank zero; runs that use the augmentor only)."""
         if not pl_module.hparams.get("augment", False) or (trainer.current_epoch + 1) % self.every:
             return
-        from .module import frozen_bn_statistics
         from .plausibility import augmentation_statistics, format_table
 
         data = trainer.datamodule.train_set
         gen = torch.Generator().manual_seed(self.seed)
         idx = torch.randperm(len(data), generator=gen)[: self.num].to(data.pose3d.device)
         x3, x2, cam = data.pose3d[idx], data.pose2d[idx], data.cam[idx]
-        aug = pl_module.augmentor
-        was_training = aug.training
-        aug.train()
-        with torch.no_grad(), frozen_bn_statistics(aug):
-            out = aug(x3, cam)
+        with torch.no_grad():
+            out = augment_as_trained(pl_module.augmentor, x3, cam)
             stats = augmentation_statistics(out, x2, x3, pl_module.d3d, pl_module.d2d)
-        aug.train(was_training)
         epoch = trainer.current_epoch
         print(format_table(stats, f"augmentation plausibility, epoch {epoch} "
                                   f"({len(idx)} training poses):"), flush=True)  # fmt: skip

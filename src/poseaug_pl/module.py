@@ -235,11 +235,9 @@ class PoseAugModule(L.LightningModule):
         if not any(k.startswith("augmentor.") for k in part):
             raise ValueError(f"{path}: no augmentor weights in this checkpoint")
         for name in ("pool3d", "pool2d"):  # pools of another size start empty
-            if (
-                part.get(f"{name}.items", getattr(self, name).items).shape
-                != getattr(self, name).items.shape
-            ):
-                part.pop(f"{name}.items"), part.pop(f"{name}.count", None)
+            items = part.get(f"{name}.items")
+            if items is not None and items.shape != getattr(self, name).items.shape:
+                del part[f"{name}.items"], part[f"{name}.count"]
         missing = [k for k in self.state_dict() if k.startswith(prefixes[:3]) and k not in part]
         if missing:
             raise ValueError(f"{path}: augmentor checkpoint lacks {len(missing)} weights, "

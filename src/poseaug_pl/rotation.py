@@ -65,3 +65,30 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.
     x = torch.nn.functional.normalize(torch.linalg.cross(z, up.expand_as(z)), dim=-1)
     y = torch.linalg.cross(z, x)
     return torch.stack([x, y, z], dim=-2)
+
+
+def quaternion_to_matrix(q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(..., 4) quaternions (w, x, y, z), normalised here, -> (..., 3, 3) rotation matrices.
+
+    Any non-zero 4-vector gives a rotation, and the gradient never saturates (unlike a
+    ``tanh``-bounded axis-angle), which suits a network head that predicts rotations.
+    """
+    w, x, y, z = torch.nn.functional.normalize(q, dim=-1, eps=eps).unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(*q.shape[:-1], 3, 3)  # fmt: skip
+
+
+def quaternion_to_axis_angle(q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(..., 4) quaternions (w, x, y, z) -> (..., 3) axis-angle with angle in [0, pi]."""
+    q = torch.nn.functional.normalize(q, dim=-1, eps=eps)
+    q = torch.where(q[..., :1] < 0, -q, q)  # the same rotation with w >= 0
+    v = q[..., 1:]
+    norm = v.norm(dim=-1, keepdim=True)
+    angle = 2 * torch.atan2(norm, q[..., :1])
+    return v / norm.clamp_min(eps) * angle

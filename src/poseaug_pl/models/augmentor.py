@@ -13,7 +13,10 @@ from torch import nn
 
 from .. import skeleton
 from ..camera import project_to_2d
-from ..rotation import axis_angle_to_matrix
+from ..rotation import axis_angle_to_matrix, quaternion_to_axis_angle, quaternion_to_matrix
+
+#: Rotation parametrisations of the RT head.
+ROTATIONS = ("axis_angle", "quaternion")
 
 
 class NoiseMLP(nn.Module):
@@ -74,19 +77,33 @@ class Augmentor(nn.Module):
             bias) instead of the released Kaiming initialisation, whose ``tanh(.) * pi`` starts
             saturated (random orientations, ~200 degrees from the source on average). Off by
             default: on the CPU Human3.6M protocol it trained less stably (README, Results).
+        rotation: ``axis_angle`` (released: ``tanh(.) * pi`` per component, which saturates
+            at the corners, rotations of about 48 degrees about a diagonal) or ``quaternion``
+            (a normalised 4-vector: every rotation reachable, no saturating gradient; the head
+            starts near the identity, spread ``quaternion_init_std``).
+        quaternion_init_std: weight std of the quaternion head (0.01: initial rotations of
+            about 20 degrees).
     """
 
     def __init__(self, hidden: int = 256, stages: int = 2, noise_dim: int = 48,
                  max_length_ratio: float = 0.2, min_depth: float = 1.0,
-                 init_depth: float | None = 5.0, identity_rotation_init: bool = False):  # fmt: skip
+                 init_depth: float | None = 5.0, identity_rotation_init: bool = False,
+                 rotation: str = "axis_angle", quaternion_init_std: float = 0.01):  # fmt: skip
         super().__init__()
+        if rotation not in ROTATIONS:
+            raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
+        self.rotation = rotation
         j, b, g = skeleton.NUM_JOINTS, skeleton.NUM_BONES, skeleton.NUM_BONE_GROUPS
         self.ba = NoiseMLP(3 * j, 3 * b, hidden, stages, noise_dim)
         self.bl = NoiseMLP(3 * j + b, g, hidden, stages, noise_dim)
-        self.rot = NoiseMLP(3 * j, 3, hidden, stages, noise_dim)
+        self.rot = NoiseMLP(3 * j, 4 if rotation == "quaternion" else 3, hidden, stages, noise_dim)
         self.trans = NoiseMLP(3 * j, 3, hidden, stages, noise_dim)
         self.max_length_ratio, self.min_depth = max_length_ratio, min_depth
-        if identity_rotation_init:
+        if rotation == "quaternion":
+            nn.init.normal_(self.rot.head.weight, std=quaternion_init_std)
+            with torch.no_grad():
+                self.rot.head.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+        elif identity_rotation_init:
             nn.init.normal_(self.rot.head.weight, std=1e-2)
             nn.init.zeros_(self.rot.head.bias)
         if init_depth is not None:
@@ -144,8 +161,12 @@ class Augmentor(nn.Module):
         bl = skeleton.bones_to_pose(ba_bones * (1 + ratio_bones).unsqueeze(-1), root=root[:, 0])
 
         # RT: rotate the root-centred BL pose, move its root to the predicted translation
-        rotation = torch.tanh(self.rot(src)) * math.pi
-        rot_mat = axis_angle_to_matrix(rotation)
+        if self.rotation == "quaternion":
+            q = self.rot(src)
+            rot_mat, rotation = quaternion_to_matrix(q), quaternion_to_axis_angle(q)
+        else:
+            rotation = torch.tanh(self.rot(src)) * math.pi
+            rot_mat = axis_angle_to_matrix(rotation)
         t = self.trans(src)
         translation = torch.cat([t[:, :2], t[:, 2:] * t[:, 2:] + self.min_depth], 1)
         rt = (bl - bl[:, :1]) @ rot_mat.transpose(1, 2) + translation.unsqueeze(1)
