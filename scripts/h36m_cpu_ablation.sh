@@ -7,7 +7,7 @@
 # OUT/summary.json (seed means) and OUT/summary_std.json.
 #
 #   bash scripts/h36m_cpu_ablation.sh H36M_ROOT [hydra overrides for every run...]
-#   env: SEEDS (3), OUT (outputs/h36m_cpu_ablation), HUMANEVA (the HumanEva-I npz; default
+#   env: SEEDS (3), FIRST_SEED (0: seeds FIRST_SEED .. FIRST_SEED+SEEDS-1), OUT (outputs/h36m_cpu_ablation), HUMANEVA (the HumanEva-I npz; default
 #        ../shared/data/humaneva/humaneva_train_16j.npz when present), PYTHON (.venv/bin/python)
 # Finished runs (OUT/seed<k>/<run>/.done) are reused, so an interrupted ablation resumes.
 set -euo pipefail
@@ -15,6 +15,7 @@ ROOT=${1:?usage: $0 H36M_ROOT [overrides...]}; shift || true
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-outputs/h36m_cpu_ablation}
 SEEDS=${SEEDS:-3}
+FIRST_SEED=${FIRST_SEED:-0}
 HUMANEVA=${HUMANEVA:-../shared/data/humaneva/humaneva_train_16j.npz}
 EXTRA=("$@")
 CROSS=()
@@ -37,7 +38,7 @@ run() {  # folder, overrides...: train unless the folder already holds a finishe
 
 mkdir -p "$OUT"
 start=$(date +%s)
-for ((s = 0; s < SEEDS; s++)); do
+for ((s = FIRST_SEED; s < FIRST_SEED + SEEDS; s++)); do
   D="$OUT/seed$s"; mkdir -p "$D"
   run "$D/baseline" experiment=baseline_h36m_cpu seed=$s
   run "$D/augmentor" experiment=augmentor_h36m_cpu seed=$s

@@ -234,7 +234,8 @@ def test_aug_norm_chooses_the_batchnorm_statistics_of_the_augmented_update(tmp_p
 
 
 def test_bad_switch_values_are_refused(tmp_path):
-    for key, value in (("feedback_mode", "x"), ("aug_batch", "x"), ("aug_norm", "x")):
+    for key in ("feedback_mode", "aug_batch", "aug_norm", "estimator_update"):
+        value = "x"
         with pytest.raises(Exception, match=key):
             _module(tmp_path, f"model.{key}={value}")
 
@@ -291,3 +292,12 @@ def test_quaternion_augmentor_starts_near_identity_and_keeps_a_gradient():
     assert torch.isfinite(g).all() and g.abs().sum() > 0
     with pytest.raises(ValueError, match="rotation"):
         Augmentor(rotation="euler")
+
+
+def test_joint_estimator_update_steps_the_estimator_once_per_batch(tmp_path):
+    spy = run_with_spy(tmp_path, "model.warmup_epochs=0", "model.estimator_update=joint",
+                       "model.d_every=2")  # fmt: skip
+    assert spy.steps[(0, 0)] == ["augmentor", "d3d", "d2d", "estimator"]
+    assert spy.steps[(0, 1)] == ["augmentor", "estimator"]
+    alternate = run_with_spy(tmp_path / "alt", "model.warmup_epochs=0", "model.d_every=2")
+    assert alternate.steps[(0, 1)] == ["augmentor", "estimator", "estimator"]

@@ -114,6 +114,8 @@ class PoseAugModule(L.LightningModule):
         aug_norm: how the estimator's BatchNorm normalises augmented batches in its update:
             ``batch`` (their own batch statistics, as the released code) or ``running`` (the
             running statistics of real data, i.e. the function that is evaluated).
+        estimator_update: ``alternate`` (Algorithm 1: one update on the real pairs, then one
+            on the augmented pairs) or ``joint`` (one update on the sum of both losses).
         estimator_ckpt: optional checkpoint whose estimator weights initialise this estimator.
         augmentor_ckpt: optional checkpoint (e.g. of an augmentor pretraining run) whose
             augmentor, discriminators and fake pools initialise this module's.
@@ -146,6 +148,7 @@ class PoseAugModule(L.LightningModule):
         grad_clip: float = 1.0,
         aug_bn_stats: bool = False,
         aug_norm: str = "batch",
+        estimator_update: str = "alternate",
         estimator_ckpt: str | None = None,
         augmentor_ckpt: str | None = None,
         max_epochs: int = 50,
@@ -157,6 +160,10 @@ class PoseAugModule(L.LightningModule):
             raise ValueError(f"schedule must be 'interleaved' or 'epoch_phases', got {schedule!r}")
         if feedback_mode not in ("train", "eval"):
             raise ValueError(f"feedback_mode must be 'train' or 'eval', got {feedback_mode!r}")
+        if estimator_update not in ("alternate", "joint"):
+            raise ValueError(
+                f"estimator_update must be 'alternate' or 'joint', got {estimator_update!r}"
+            )
         if aug_norm not in ("batch", "running"):
             raise ValueError(f"aug_norm must be 'batch' or 'running', got {aug_norm!r}")
         if aug_batch not in ("rebatch", "masked"):
@@ -493,20 +500,33 @@ class PoseAugModule(L.LightningModule):
         return None
 
     def _interleaved_update(self, opt_p, batch_idx, real, aug) -> None:
-        """Step 3 of Algorithm 1: one estimator update on the real (un-swapped) pairs, one on
-        the in-frame augmented pairs. Nothing during the warm-up."""
+        """Step 3 of Algorithm 1 (nothing during the warm-up): the estimator learns from the
+        real (un-swapped) pairs and the in-frame augmented pairs, either in two updates
+        (``estimator_update="alternate"``) or in one update on the sum of both losses
+        (``"joint"``: real data gets as many updates as without augmentation)."""
         if self.in_warmup():
             return
-        self._estimator_step(opt_p, *real, "real")
+        if self.hparams.estimator_update == "alternate":
+            self._estimator_step(opt_p, *real, "real")
+            with self._optimising(opt_p):
+                loss = self._augmented_loss(aug)
+                self._update(opt_p, loss)
+        else:
+            with self._optimising(opt_p):
+                loss_real = nn.functional.mse_loss(self.estimator(real[0]), real[1])
+                loss = self._augmented_loss(aug)
+                self._update(opt_p, loss_real + loss)
+            self.log("train/pose/loss_real", loss_real.detach(), prog_bar=True)
+        self.log("train/pose/loss_aug", loss.detach())
+
+    def _augmented_loss(self, aug) -> torch.Tensor:
+        """`augmented_estimator_loss` under the BatchNorm settings of augmented batches."""
         hp = self.hparams
         with (
-            self._optimising(opt_p),
             frozen_bn_statistics(self.estimator, not hp.aug_bn_stats),
             bn_running_statistics(self.estimator, hp.aug_norm == "running"),
         ):
-            loss = self.augmented_estimator_loss(*aug)
-            self._update(opt_p, loss)
-        self.log("train/pose/loss_aug", loss.detach())
+            return self.augmented_estimator_loss(*aug)
 
     def _phases_update(self, opt_p, batch_idx, real, aug) -> None:
         """Released schedule: buffer the augmented pairs; at the epoch's last batch, run the
