@@ -301,3 +301,14 @@ def test_joint_estimator_update_steps_the_estimator_once_per_batch(tmp_path):
     assert spy.steps[(0, 1)] == ["augmentor", "estimator"]
     alternate = run_with_spy(tmp_path / "alt", "model.warmup_epochs=0", "model.d_every=2")
     assert alternate.steps[(0, 1)] == ["augmentor", "estimator", "estimator"]
+
+
+def test_augmentor_ckpt_of_another_rotation_head_is_refused_clearly(tmp_path):
+    pre = tmp_path / "pre"
+    train(tiny_cfg(pre, "test=false", "trainer.max_epochs=1", "model.train_estimator=false",
+                   "model.augmentor.rotation=axis_angle"))  # fmt: skip
+    ckpt = pre / "checkpoints/last.ckpt"
+    with pytest.raises(Exception, match="does not fit this model"):
+        _module(
+            tmp_path / "m", f"model.augmentor_ckpt={ckpt}", "model.augmentor.rotation=quaternion"
+        )

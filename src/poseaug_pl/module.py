@@ -249,7 +249,14 @@ class PoseAugModule(L.LightningModule):
         if missing:
             raise ValueError(f"{path}: augmentor checkpoint lacks {len(missing)} weights, "
                              f"e.g. {missing[0]}")  # fmt: skip
-        self.load_state_dict(part, strict=False)
+        try:
+            self.load_state_dict(part, strict=False)
+        except RuntimeError as e:  # size mismatch: another rotation head or network width
+            first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+            raise ValueError(
+                f"{path}: augmentor checkpoint does not fit this model "
+                f"(another model.augmentor.rotation or width?): {first}"
+            ) from None
         log.info("augmentor and discriminators initialised from %s", path)
 
     def setup(self, stage: str) -> None:
