@@ -13,6 +13,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from . import viz
 from .models import augmentation_parameters
+from .module import frozen_bn_statistics
+from .plausibility import augmentation_statistics, format_table
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +22,6 @@ log = logging.getLogger(__name__)
 def augment_as_trained(augmentor: torch.nn.Module, pose3d: torch.Tensor, cam: torch.Tensor):
     """The augmentor's output as the estimator sees it during training: training mode (BatchNorm
     batch statistics), its running statistics left unchanged, its mode restored after."""
-    from .module import frozen_bn_statistics
-
     was_training = augmentor.training
     augmentor.train()
     try:
@@ -191,8 +191,6 @@ class PlausibilityReport(L.Callback):
         """Compute, print, log and record (rank zero; runs that use the augmentor only)."""
         if not pl_module.hparams.get("augment", False) or (trainer.current_epoch + 1) % self.every:
             return
-        from .plausibility import augmentation_statistics, format_table
-
         data = trainer.datamodule.train_set
         gen = torch.Generator().manual_seed(self.seed)
         idx = torch.randperm(len(data), generator=gen)[: self.num].to(data.pose3d.device)
