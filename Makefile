@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,sweep]"
+	$(PY) -m pip install -q -e ".[dev,sweep,export]"
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv (if missing) and install the package with the dev and sweep extras
+install: $(STAMP) ## create .venv (if missing) and install the package with the dev, sweep and export extras
 
 demo: install ## the real-data protocol at synthetic size: baseline, augmentor pretraining, control / Variant A / PoseAug
 	@echo "== make demo: about 9 minutes on 2 CPU cores (continuations of DEMO_EPOCHS=$(DEMO_EPOCHS) epochs)"

@@ -39,3 +39,14 @@ def h36m_cache(tmp_path_factory) -> Path:
 def _isolated_cache(monkeypatch, tmp_path_factory):
     """Keep every test away from ~/.cache unless it passes its own cache_dir."""
     monkeypatch.setenv("POSEAUG_CACHE", str(tmp_path_factory.getbasetemp() / "default_cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A tiny synthetic baseline checkpoint (one epoch) for inference and export tests."""
+    from helpers import tiny_cfg
+    from poseaug_pl.train import train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    train(tiny_cfg(out, "test=false", "trainer.max_epochs=1", "augment=false", "feedback=false"))
+    return out / "checkpoints" / "last.ckpt"

@@ -48,8 +48,9 @@ def evaluate(cfg: DictConfig) -> dict:
         raise DataError(f"{ckpt}: checkpoint not found")
     dm = hydra.utils.instantiate(data_config(cfg))
     dm.check()
-    model = PoseAugModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True,
-                                               estimator_ckpt=None)  # fmt: skip
+    model = PoseAugModule.load_from_checkpoint(
+        ckpt, map_location="cpu", weights_only=True, estimator_ckpt=None, augmentor_ckpt=None
+    )
     model.save_predictions = bool(cfg.save_predictions)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(model, datamodule=dm, verbose=False)

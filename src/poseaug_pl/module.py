@@ -578,6 +578,18 @@ class PoseAugModule(L.LightningModule):
         """Estimate root-relative 3D poses (B, 16, 3) from normalised 2D (B, 16, 2)."""
         return self.estimator(pose2d)
 
+    def predict_step(self, batch, batch_idx: int = 0, dataloader_idx: int = 0) -> torch.Tensor:
+        """`Trainer.predict`: (B, 16, 3) root-relative metres for a batch of normalised 2D.
+
+        ``batch`` is a (B, 16, 2) tensor, a dict with ``pose2d``, or a tuple/list whose first
+        item is the tensor (as a ``TensorDataset`` yields).
+        """
+        if isinstance(batch, dict):
+            batch = batch["pose2d"]
+        elif isinstance(batch, (tuple, list)):
+            batch = batch[0]
+        return self.estimator(batch)
+
     def _broadcast_estimator_buffers(self) -> None:
         """Under DDP, give every rank rank 0's BatchNorm statistics before evaluating.
 

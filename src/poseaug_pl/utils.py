@@ -1,7 +1,9 @@
-"""Small shared helpers: the config folder and plain-text tables."""
+"""Small shared helpers: the config folder, plain-text tables and atomic output files."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 #: The repository's Hydra config tree (``conf/``).
@@ -18,3 +20,20 @@ def format_table(rows: list[dict]) -> str:
     line = "  ".join(c.ljust(w) for c, w in zip(cols, width))
     body = ["  ".join(v.ljust(w) for v, w in zip(row, width)) for row in cells]
     return "\n".join([line, "  ".join("-" * w for w in width), *body])
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path):
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
+
+    A failure inside the block leaves neither ``path`` (if it did not exist) nor the temporary
+    file behind, so a command that fails writes no partial output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # suffix kept for writers
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -211,3 +211,48 @@ def parameter_histograms(params: dict, title: str | None = None, bins: int = 40)
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def lift_animation(pose2d, pose3d, path: str | Path, fps: int = 10) -> Path:
+    """Animate a sequence: the 2D input (left) beside the lifted 3D pose (right).
+
+    Args:
+        pose2d: (T, 16, 2) normalised 2D; pose3d: (T, 16, 3) camera-frame poses.
+        path: ``.gif`` (Pillow) or ``.mp4`` (needs ffmpeg).
+        fps: frames per second.
+
+    Returns:
+        the written path.
+
+    Raises:
+        ValueError: another suffix, or ``.mp4`` without ffmpeg.
+    """
+    from matplotlib import animation
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        writer = animation.PillowWriter(fps=fps)
+    elif suffix == ".mp4":
+        if not animation.writers.is_available("ffmpeg"):
+            raise ValueError("writing .mp4 needs ffmpeg on the PATH; use a .gif animation instead")
+        writer = animation.FFMpegWriter(fps=fps)
+    else:
+        raise ValueError(f"animation must be a .gif or .mp4 file, got '{path.name}'")
+    limits = shared_limits(*_np(pose2d))
+    fig = plt.figure(figsize=(6, 3))
+    ax2, ax3 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2, projection="3d")
+
+    def frame(t):
+        ax2.clear()
+        ax3.clear()
+        draw_2d(ax2, pose2d[t], f"2D input, frame {t}", limits)
+        draw_3d(ax3, pose3d[t], "lifted 3D")
+
+    anim = animation.FuncAnimation(fig, frame, frames=len(pose2d))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        anim.save(path, writer=writer)
+    finally:
+        close(fig)
+    return path

@@ -1,0 +1,192 @@
+"""Lift anyone's 2D keypoints to 3D with a trained estimator: `Lifter` and `prepare`.
+
+    from poseaug_pl import Lifter
+    lifter = Lifter.from_checkpoint("outputs/train/poseaug_h36m/.../checkpoints/best.ckpt")
+    pose3d = lifter.lift(keypoints, image_size=(1920, 1080), layout="coco")  # (N, 16, 3) metres
+
+The estimator takes PoseAug's 16 joints in normalised screen coordinates
+(`poseaug_pl.camera.normalize_screen_coordinates`: ``x / w * 2 - [1, h / w]``) and returns
+root-relative camera-frame joints in metres (x right, y down, z away from the camera).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+
+from .camera import normalize_screen_coordinates
+from .data.keypoints import Keypoints, from_array
+from .data.poseset import DataError
+from .layouts import LayoutError, check_layout, detect_layout, fill_from_track, to_poseaug16
+from .metrics import flip_average
+from .skeleton import NUM_JOINTS
+
+
+@dataclass
+class Prepared:
+    """Keypoints made ready for the estimator.
+
+    Attributes:
+        pose2d: (N, 16, 2) float32 normalised 2D (NaN in rows that are not valid).
+        valid: (N,) bool: every joint present (given or filled).
+        layout: the layout the input was read as.
+        filled: joints filled from neighbouring frames of their track.
+    """
+
+    pose2d: np.ndarray
+    valid: np.ndarray
+    layout: str
+    filled: int
+
+
+def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: bool = True,
+            image_size=None) -> Prepared:  # fmt: skip
+    """Convert read keypoints to the estimator's normalised 16-joint input.
+
+    Args:
+        kp: keypoints as read (`poseaug_pl.data.keypoints.read_keypoints` or `from_array`).
+        layout: ``auto`` (the file's own layout, else by joint count and geometry) or one of
+            `poseaug_pl.layouts.LAYOUTS`; a named layout the keypoints do not fit is refused.
+        min_score: points scored below this are missing.
+        fill: fill missing joints from the same track's neighbouring frames.
+        image_size: ``(width, height)`` pixels, used where the file carries no image size.
+
+    Raises:
+        DataError: no image size, a layout that does not fit, or no pose left to lift.
+    """
+    present = kp.score >= min_score
+    try:
+        if layout == "auto":
+            layout = kp.layout or detect_layout(kp.xy, present)
+        check_layout(kp.xy, present, layout)
+    except LayoutError as e:
+        raise DataError(str(e)) from None
+    size = kp.image_size
+    if size is None:
+        if image_size is None or any(v is None for v in image_size):
+            raise DataError(f"the input ({kp.kind}) carries no image size: pass image_width= and "
+                            "image_height= (pixels)")  # fmt: skip
+        size = np.tile(np.asarray(image_size, dtype=np.float64), (len(kp), 1))
+    if (size <= 0).any():
+        raise DataError("image width and height must be positive")
+    if not present.any():
+        raise DataError(f"no keypoint has a score of at least min_score={min_score}")
+    xy16, ok16 = to_poseaug16(kp.xy, present, layout)
+    if fill:
+        xy16 = fill_from_track(xy16, kp.track, kp.frame)
+    have = ~np.isnan(xy16[..., 0])
+    valid = have.all(1)
+    if not valid.any():
+        raise DataError(
+            f"no pose has all {NUM_JOINTS} joints with a score of at least "
+            f"min_score={min_score} (after filling from neighbouring frames)"
+        )
+    norm = normalize_screen_coordinates(
+        torch.from_numpy(xy16), torch.from_numpy(size[:, 0:1]), torch.from_numpy(size[:, 1:2])
+    ).numpy()
+    return Prepared(norm.astype(np.float32), valid, layout, int((have & ~ok16).sum()))
+
+
+def load_estimator(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The estimator of a training checkpoint (built from its saved config), in eval mode.
+
+    Raises:
+        DataError: a missing file, or a file that is not a poseaug-pl checkpoint.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint"
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "estimator" not in hp or "state_dict" not in ckpt:
+        raise DataError(f"{path}: not a poseaug-pl training checkpoint (no estimator config)")
+    estimator = hydra.utils.instantiate(hp["estimator"])
+    state = {k.removeprefix("estimator."): v for k, v in ckpt["state_dict"].items()
+             if k.startswith("estimator.")}  # fmt: skip
+    estimator.load_state_dict(state)
+    return estimator.to(device).eval()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Lifter:
+    """A trained estimator wrapped for inference on 2D keypoints.
+
+    Args:
+        estimator: (B, 16, 2) normalised 2D -> (B, 16, 3) root-relative metres.
+        device: where it runs (``auto``, ``cpu``, ``cuda``, ...).
+        flip: average with the left-right mirrored prediction (the cross-dataset protocol's
+            test-time augmentation).
+        batch_size: poses per forward pass.
+    """
+
+    def __init__(self, estimator: torch.nn.Module, device="cpu", flip: bool = True,
+                 batch_size: int = 4096):  # fmt: skip
+        self.device = resolve_device(device)
+        self.estimator = estimator.to(self.device).eval()
+        self.flip = flip
+        self.batch_size = batch_size
+        #: seconds spent in the estimator by the latest `lift_normalised` call
+        self.last_seconds = 0.0
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device="cpu", **kwargs) -> Lifter:
+        """A `Lifter` with the estimator of a ``train`` checkpoint (best.ckpt or last.ckpt)."""
+        return cls(load_estimator(path), device=device, **kwargs)
+
+    @torch.no_grad()
+    def lift_normalised(self, pose2d) -> np.ndarray:
+        """(N, 16, 2) normalised 2D (array or tensor) -> (N, 16, 3) float32 root-relative metres."""
+        x = torch.as_tensor(np.asarray(pose2d, dtype=np.float32) if not isinstance(
+            pose2d, torch.Tensor) else pose2d, dtype=torch.float32)  # fmt: skip
+        if x.ndim != 3 or x.shape[1:] != (NUM_JOINTS, 2):
+            raise ValueError(f"pose2d must be (N, 16, 2), got {tuple(x.shape)}")
+        t0 = time.perf_counter()
+        out = []
+        for chunk in x.split(self.batch_size):
+            chunk = chunk.to(self.device)
+            y = flip_average(self.estimator, chunk) if self.flip else self.estimator(chunk)
+            out.append(y.float().cpu())
+        self.last_seconds = time.perf_counter() - t0
+        return torch.cat(out).numpy() if out else np.zeros((0, NUM_JOINTS, 3), np.float32)
+
+    def lift(self, keypoints, image_size, layout: str = "coco", min_score: float = 0.3,
+             fill: bool = True, on_invalid: str = "raise") -> np.ndarray:  # fmt: skip
+        """Lift pixel keypoints of one track (the rows are frames in order) to 3D.
+
+        Args:
+            keypoints: (N, J, 2) pixels, (N, J, 3) pixels and score, or one pose (J, 2|3).
+            image_size: ``(width, height)`` in pixels.
+            layout: ``coco``, ``h36m17``, ``poseaug16`` or ``auto``.
+            min_score: points scored below this are missing (filled from neighbouring frames
+                when ``fill``).
+            on_invalid: ``raise`` (a pose that cannot be completed is an error) or ``nan`` (its
+                row is NaN).
+
+        Returns:
+            (N, 16, 3) float32 root-relative camera-frame joints in metres (PoseAug's order).
+        """
+        if on_invalid not in ("raise", "nan"):
+            raise ValueError(f"on_invalid must be 'raise' or 'nan', got {on_invalid!r}")
+        prep = prepare(from_array(keypoints), layout, min_score, fill, image_size)
+        if on_invalid == "raise" and not prep.valid.all():
+            raise DataError(
+                f"{int((~prep.valid).sum())} of {len(prep.valid)} poses miss joints "
+                "that could not be filled; pass on_invalid='nan' to get NaN rows"
+            )
+        out = np.full((len(prep.valid), NUM_JOINTS, 3), np.nan, np.float32)
+        out[prep.valid] = self.lift_normalised(prep.pose2d[prep.valid])
+        return out
