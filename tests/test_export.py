@@ -16,11 +16,18 @@ ort = pytest.importorskip("onnxruntime")
 ATOL_M = 1e-4  # metres
 
 
-def test_onnx_export_runs_in_onnxruntime_with_any_batch_size(tiny_ckpt, tmp_path):
-    path = tmp_path / "estimator.onnx"
+@pytest.fixture(scope="module")
+def onnx_file(tiny_ckpt, tmp_path_factory):
+    """The tiny checkpoint's estimator exported by the command, as a user runs it."""
+    path = tmp_path_factory.mktemp("onnx") / "estimator.onnx"
     r = cli("export", f"ckpt_path={tiny_ckpt}", "format=onnx", f"output={path}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "input 'pose2d' (B, 16, 2)" in r.stdout
+    return path
+
+
+def test_onnx_export_runs_in_onnxruntime_with_any_batch_size(tiny_ckpt, onnx_file):
+    path = onnx_file
     session = ort.InferenceSession(str(path))
     assert [i.name for i in session.get_inputs()] == ["pose2d"]
     assert [o.name for o in session.get_outputs()] == ["pose3d"]
@@ -64,7 +71,7 @@ def test_export_refuses_bad_requests_in_one_line(tiny_ckpt, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_the_readmes_onnx_recipe_matches_the_lifter(tiny_ckpt, tmp_path, monkeypatch):
+def test_the_readmes_onnx_recipe_matches_the_lifter(tiny_ckpt, onnx_file, monkeypatch):
     """The README's 'without this package' snippet gives the Lifter's flip-averaged output."""
     from poseaug_pl import Lifter
     from poseaug_pl.utils import CONFIG_DIR
@@ -72,9 +79,7 @@ def test_the_readmes_onnx_recipe_matches_the_lifter(tiny_ckpt, tmp_path, monkeyp
     readme = (CONFIG_DIR.parent / "README.md").read_text()
     block = next(b for b in readme.split("```python")[1:] if "onnxruntime as ort" in b)
     code = block.split("```")[0]
-    r = cli("export", f"ckpt_path={tiny_ckpt}", f"output={tmp_path / 'estimator.onnx'}")
-    assert r.returncode == 0, r.stderr[-2000:]
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(onnx_file.parent)
     pixels = np.random.default_rng(0).uniform(600, 1300, (6, 16, 2))
     scope = {"pose16_pixels": pixels}
     exec(code, scope)

@@ -23,8 +23,7 @@ from .camera import normalize_screen_coordinates
 from .data.keypoints import Keypoints, from_array
 from .data.poseset import DataError
 from .layouts import LayoutError, check_layout, detect_layout, fill_from_track, to_poseaug16
-from .metrics import flip_average
-from .skeleton import NUM_JOINTS
+from .skeleton import NUM_JOINTS, flip_average
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from .skeleton import NUM_JOINTS, flip_pose
+from .skeleton import NUM_JOINTS
 
 PCK_THRESHOLD = 0.150
 AUC_THRESHOLDS = tuple(round(i * 0.005, 3) for i in range(31))  # 0, 5, ..., 150 mm
@@ -78,21 +78,6 @@ def auc(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     err = joint_errors(pred, target).flatten()
     th = torch.tensor(AUC_THRESHOLDS, device=err.device, dtype=err.dtype)
     return (err.unsqueeze(0) < th.unsqueeze(1)).float().mean() * 100
-
-
-def flip_average(estimator, pose2d: torch.Tensor) -> torch.Tensor:
-    """Flip test-time augmentation: average ``f(x)`` and ``flip(f(flip(x)))``.
-
-    Args:
-        estimator: callable (B, 16, 2) -> (B, 16, 3).
-        pose2d: (B, 16, 2) normalised 2D poses.
-
-    Returns:
-        (B, 16, 3) the averaged prediction.
-    """
-    both = estimator(torch.cat([pose2d, flip_pose(pose2d)], 0))
-    plain, mirrored = both.chunk(2, 0)
-    return (plain + flip_pose(mirrored)) / 2
 
 
 class PoseMetrics(Metric):

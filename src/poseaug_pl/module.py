@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import losses
 from . import skeleton as sk
 from .camera import project_to_2d
-from .metrics import PoseMetrics, flip_average
+from .metrics import PoseMetrics
 from .pools import FakePool
 
 log = logging.getLogger(__name__)
@@ -633,7 +633,7 @@ class PoseAugModule(L.LightningModule):
         """Evaluate one batch of one test set (flip TTA except on the in-domain sets)."""
         name = self.trainer.datamodule.test_names[dataloader_idx]
         x2, target = batch["pose2d"], sk.root_relative(batch["pose3d"])
-        pred = self.estimator(x2) if name in IN_DOMAIN_SETS else flip_average(self.estimator, x2)
+        pred = self.estimator(x2) if name in IN_DOMAIN_SETS else sk.flip_average(self.estimator, x2)
         pred = sk.root_relative(pred)
         self.test_metrics[name].update(pred, target)
         if self.save_predictions:

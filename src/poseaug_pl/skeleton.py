@@ -219,3 +219,18 @@ def layout_for(num_joints: int) -> str:
     if num_joints not in layouts:
         raise ValueError(f"unsupported joint count {num_joints}; expected 16, 17 or 32")
     return layouts[num_joints]
+
+
+def flip_average(estimator, pose2d: torch.Tensor) -> torch.Tensor:
+    """Flip test-time augmentation: average ``f(x)`` and ``flip(f(flip(x)))``.
+
+    Args:
+        estimator: callable (B, 16, 2) -> (B, 16, 3).
+        pose2d: (B, 16, 2) normalised 2D poses.
+
+    Returns:
+        (B, 16, 3) the averaged prediction.
+    """
+    both = estimator(torch.cat([pose2d, flip_pose(pose2d)], 0))
+    plain, mirrored = both.chunk(2, 0)
+    return (plain + flip_pose(mirrored)) / 2

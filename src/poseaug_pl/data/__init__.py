@@ -1,11 +1,24 @@
-"""Data: Human3.6M and cross-dataset readers, the synthetic generator, and datamodules."""
+"""Data: Human3.6M and cross-dataset readers, the synthetic generator, and datamodules.
+
+The datamodules (which import Lightning) load on first use, so that commands that only read
+keypoints (`poseaug_pl.predict`, `poseaug_pl.export`) start quickly.
+"""
+
+from importlib import import_module
 
 from .cross import load_cross_set
-from .datamodule import H36MDataModule, PoseDataModule, SyntheticDataModule, split_by_sequence
 from .h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m
-from .loader import EpochSampler, TensorBatches
 from .poseset import DataError, PoseSet
 from .synthetic import generate
+
+_LAZY = {
+    "H36MDataModule": "datamodule",
+    "PoseDataModule": "datamodule",
+    "SyntheticDataModule": "datamodule",
+    "split_by_sequence": "datamodule",
+    "EpochSampler": "loader",
+    "TensorBatches": "loader",
+}
 
 __all__ = [
     "DataError",
@@ -22,3 +35,9 @@ __all__ = [
     "load_h36m",
     "split_by_sequence",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
