@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from matplotlib import animation
 
 from helpers import cli
 from poseaug_pl import Lifter
@@ -229,7 +230,10 @@ def _bad(tmp_path, poses16):
         ("wrong layout", "h17.npy", [*size, "layout=coco"], "look like h36m17"),
         ("not coco", "odd.json", size, "neither COCO annotations"),
         ("bad layout name", "ok.npy", [*size, "layout=openpose"], "layout must be auto or"),
-    ]
+        ("bad figure name", "ok.npy", [*size, f"figure={tmp_path / 'f.jpg'}"], "must be a .png"),
+    ] + ([] if animation.writers.is_available("ffmpeg") else [
+        ("mp4 without ffmpeg", "ok.npy", [*size, f"animation={tmp_path / 'a.mp4'}"], "ffmpeg"),
+    ])  # fmt: skip
 
 
 def test_every_bad_input_gives_one_line_exit_2_and_no_output(ckpt, poses16, tmp_path):
