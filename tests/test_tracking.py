@@ -148,7 +148,7 @@ def test_csv_log_gets_parameter_summaries(tmp_path):
 
 
 def test_config_records_the_git_commit(tmp_path):
-    train(tiny_cfg(tmp_path, "test=false", "trainer.max_epochs=1"))
+    train(tiny_cfg(tmp_path, "test=false", "trainer.max_epochs=1", "augment=false"))
     first = (tmp_path / "config_resolved.yaml").read_text().splitlines()[0]
     assert first.startswith("# git commit: ")
 

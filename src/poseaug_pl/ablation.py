@@ -14,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-from .utils import format_table
+from .utils import format_table, write_text_atomic
 
 #: Runs of the ablation, in table order.
 RUNS = ("baseline", "control", "variant_a", "poseaug")
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {args.out}: no seed*/<run>/metrics.json found")
     mean, std = summarise(found)
     out = Path(args.out)
-    (out / "summary.json").write_text(json.dumps(mean, indent=2))
-    (out / "summary_std.json").write_text(json.dumps(std, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(mean, indent=2))
+    write_text_atomic(out / "summary_std.json", json.dumps(std, indent=2))
     counts = {r: len(v) for r, v in found.items()}
     print("MPJPE (mm), mean +- std over seeds, (ratio to control); each run at its last epoch:")
     print(format_table(table_rows(mean, std, counts)))

@@ -15,6 +15,7 @@ from . import viz
 from .models import augmentation_parameters
 from .module import frozen_bn_statistics
 from .plausibility import augmentation_statistics, format_table
+from .utils import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class RankConsistency(L.Callback):
             report[name] = float((gathered - gathered[:1]).abs().max())
         if trainer.is_global_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"world_size": trainer.world_size, **report}))
+            write_text_atomic(self.path, json.dumps({"world_size": trainer.world_size, **report}))
             if any(report.values()):
                 log.warning("parameters differ across ranks: %s", report)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -9,8 +12,32 @@ class ConfigError(ValueError):
     """A config value of the wrong type or outside its allowed values."""
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss or weight became NaN/inf during training; the message names the network and step."""
+
+
 def _get(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int_at_least(lo: int):
+    return (lambda v: _is_int(v) and v >= lo), f"an integer >= {lo}"
+
+
+def _positive():
+    return (lambda v: _is_num(v) and v > 0), "a number > 0"
+
+
+def _non_negative():
+    return (lambda v: _is_num(v) and v >= 0), "a number >= 0"
 
 
 #: key -> (type check, description) for the user-facing settings.
@@ -63,6 +90,68 @@ CHECKS = {
 }
 
 
+CHECKS.update(
+    {
+        **{f"model.lr.{k}": _positive() for k in ("estimator", "augmentor", "discriminator")},
+        **{
+            f"model.weights.{k}": _non_negative()
+            for k in ("adv2d", "adv3d", "reg", "feedback_ba", "feedback_rt", "feedback")
+        },  # fmt: skip
+        "model.hard_ratio.start": _positive(),
+        "model.hard_ratio.end": _positive(),
+        "model.rt_ratio.centre": _positive(),
+        "model.rt_ratio.half_width": _non_negative(),
+        "model.ba_half_width": _non_negative(),
+        "model.d_every": _int_at_least(1),
+        "model.pool_size": _int_at_least(1),
+        "model.warmup_steps": _int_at_least(0),
+        "model.grad_clip": (
+            (lambda v: v is None or (_is_num(v) and v >= 0)),
+            "a number >= 0 or null",
+        ),
+        "data.eval_batch_size": _int_at_least(1),
+        "data.train_sequences": _int_at_least(1),
+        "data.test_sequences": _int_at_least(0),
+        "data.wild_sequences": _int_at_least(0),
+        "data.frames": _int_at_least(1),
+        "data.val_fraction": ((lambda v: _is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
+    }
+)
+
+log = logging.getLogger(__name__)
+
+
+def _relations(cfg: DictConfig) -> None:
+    """Settings that are fine alone but not together (a run that would waste its time)."""
+    augment, test = _get(cfg, "augment"), _get(cfg, "test")
+    if _get(cfg, "data.val_fraction") == 0 and test and _get(cfg, "test_ckpt") == "best":
+        raise ConfigError(
+            "config: data.val_fraction=0 leaves no validation set to choose the "
+            "best checkpoint; set test_ckpt=last (or a val_fraction > 0)"
+        )
+    warmup, epochs = _get(cfg, "model.warmup_epochs"), _get(cfg, "trainer.max_epochs")
+    trains = _get(cfg, "model.train_estimator") is not False
+    if augment and trains and _is_int(warmup) and _is_int(epochs) and warmup >= epochs:
+        raise ConfigError(
+            f"config: model.warmup_epochs={warmup} >= trainer.max_epochs={epochs}: "
+            "the estimator would never train; lower the warm-up or add epochs"
+        )
+    batch, pool = _get(cfg, "data.batch_size"), _get(cfg, "model.pool_size")
+    if augment and _is_int(batch) and _is_int(pool) and batch > pool:
+        raise ConfigError(
+            f"config: data.batch_size={batch} > model.pool_size={pool}: the fake "
+            "pools must hold at least one batch; raise model.pool_size"
+        )
+    start, end = _get(cfg, "model.hard_ratio.start"), _get(cfg, "model.hard_ratio.end")
+    if augment and _is_num(start) and _is_num(end) and start > end:
+        log.warning(
+            "model.hard_ratio decreases (start %s > end %s): augmentations get easier "
+            "during training, the opposite of the paper's schedule",
+            start,
+            end,
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise `ConfigError` naming the first setting of the wrong type or value.
 
@@ -77,3 +166,4 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"config: {key} must be {what}, got {value!r} ({type(value).__name__})"
             )
+    _relations(cfg)

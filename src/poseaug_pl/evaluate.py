@@ -20,11 +20,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from . import tracking
+from .ckpt import read_checkpoint
 from .cli import entry_point
 from .config import validate
-from .data import DataError
 from .module import PoseAugModule
 from .train import metrics_table, output_dir, write_metrics
+from .utils import atomic_output
 
 
 def data_config(cfg: DictConfig) -> DictConfig:
@@ -44,8 +45,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """Load ``cfg.ckpt_path``, test it on every test set, write metrics (and predictions)."""
     validate(cfg)
     ckpt = Path(cfg.ckpt_path).expanduser()
-    if not ckpt.is_file():
-        raise DataError(f"{ckpt}: checkpoint not found")
+    read_checkpoint(ckpt)
     dm = hydra.utils.instantiate(data_config(cfg))
     dm.check()
     model = PoseAugModule.load_from_checkpoint(
@@ -61,8 +61,8 @@ def evaluate(cfg: DictConfig) -> dict:
         (out / "predictions").mkdir(exist_ok=True)
         for name, parts in model.predictions.items():
             both = torch.cat(parts, dim=1).numpy() * 1000  # (2, N, 16, 3) mm
-            np.savez(out / "predictions" / f"{name}.npz", pred=both[0].astype(np.float32),
-                     target=both[1].astype(np.float32))  # fmt: skip
+            with atomic_output(out / "predictions" / f"{name}.npz") as tmp:
+                np.savez(tmp, pred=both[0].astype(np.float32), target=both[1].astype(np.float32))
     figure = tracking.report_evaluation(model.test_results, out / "figures")
     print(metrics_table(metrics))
     print(f"metrics: {out / 'metrics.json'}\nper-joint errors: {figure}")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .camera import normalize_screen_coordinates
+from .ckpt import read_checkpoint
 from .data.keypoints import Keypoints, from_array
 from .data.poseset import DataError
 from .layouts import LayoutError, check_layout, detect_layout, fill_from_track, to_poseaug16
@@ -97,15 +98,9 @@ def load_estimator(path: str | Path, device: str | torch.device = "cpu") -> torc
     Raises:
         DataError: a missing file, or a file that is not a poseaug-pl checkpoint.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint"
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
-    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if "estimator" not in hp or "state_dict" not in ckpt:
+    ckpt = read_checkpoint(path)
+    hp = ckpt.get("hyper_parameters", {})
+    if "estimator" not in hp:
         raise DataError(f"{path}: not a poseaug-pl training checkpoint (no estimator config)")
     estimator = hydra.utils.instantiate(hp["estimator"])
     state = {k.removeprefix("estimator."): v for k, v in ckpt["state_dict"].items()

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import losses
 from . import skeleton as sk
 from .camera import project_to_2d
+from .config import TrainingDiverged
 from .metrics import PoseMetrics
 from .pools import FakePool
 
@@ -74,6 +75,10 @@ def frozen_bn_statistics(module: nn.Module, frozen: bool = True):
     finally:
         for m, momentum in zip(norms, saved):
             m.momentum = momentum
+
+
+#: The networks the health guard watches, in `_bad` order.
+NETWORKS = ("augmentor", "d3d", "d2d", "estimator")
 
 
 class PoseAugModule(L.LightningModule):
@@ -199,6 +204,8 @@ class PoseAugModule(L.LightningModule):
             self, [f"{p}.{b}" for p in ("pool3d", "pool2d") for b in ("items", "count")]
         )
         self.register_buffer("bone_templates", torch.zeros(0, sk.NUM_BONES), persistent=False)
+        self.register_buffer("_bad", torch.zeros(len(NETWORKS), dtype=torch.bool), persistent=False)
+        self.register_buffer("_bad_step", torch.full((len(NETWORKS),), -1), persistent=False)
         self.val_metrics = PoseMetrics()
         self.test_metrics = nn.ModuleDict()
         self.test_results: dict[str, dict[str, float]] = {}
@@ -336,11 +343,48 @@ class PoseAugModule(L.LightningModule):
 
     # --- training -----------------------------------------------------------------------------
 
-    def _update(self, opt, loss: torch.Tensor) -> None:
-        """``zero_grad -> manual_backward -> step`` of one optimiser (inside `_optimising`)."""
+    def _update(self, opt, loss: torch.Tensor, net: str) -> None:
+        """``zero_grad -> manual_backward -> step`` of one optimiser (inside `_optimising`);
+        ``net`` names the network for the health guard (`check_health`)."""
+        self._watch(net, loss)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt.step()
+
+    # --- health guard -------------------------------------------------------------------------
+
+    def _watch(self, net: str, loss: torch.Tensor) -> None:
+        """Remember, on the device (no host sync), whether ``net``'s loss is non-finite and at
+        which step that first happened."""
+        i = NETWORKS.index(net)
+        bad = ~torch.isfinite(loss.detach())
+        self._bad_step[i] = torch.where(bad & ~self._bad[i], self.global_step, self._bad_step[i])
+        self._bad[i] |= bad
+
+    def check_health(self) -> None:
+        """Raise `TrainingDiverged` if a loss became NaN/inf (one host sync; called at logging
+        intervals, at epoch end and before every checkpoint is written)."""
+        if not bool(self._bad.any()):
+            return
+        steps = torch.where(self._bad, self._bad_step, torch.iinfo(torch.long).max)
+        i = int(steps.argmin())
+        raise TrainingDiverged(
+            f"training diverged: the {NETWORKS[i]} loss became NaN or inf at step "
+            f"{int(steps[i])}; no checkpoint of this state was written. Lower the learning "
+            "rates (model.lr.*) or the loss weights (model.weights.*), or resume from the last "
+            "checkpoint with another seed"
+        )
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """Check the health flags at the logging interval and at the epoch's last batch (before
+        validation and the epoch-end callbacks see the weights); the only host sync it costs."""
+        last = batch_idx + 1 == self.trainer.num_training_batches
+        if last or (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+            self.check_health()
+
+    def on_train_epoch_end(self) -> None:
+        """Check the health flags at every epoch end."""
+        self.check_health()
 
     @contextmanager
     def _optimising(self, opt):
@@ -364,7 +408,7 @@ class PoseAugModule(L.LightningModule):
         """One estimator update (MSE on root-relative metres); returns the detached loss."""
         with self._optimising(opt):
             loss = nn.functional.mse_loss(self.estimator(pose2d), target)
-            self._update(opt, loss)
+            self._update(opt, loss, "estimator")
         self.log(f"train/pose/loss_{tag}", loss.detach(), prog_bar=tag == "real")
         return loss.detach()
 
@@ -455,7 +499,9 @@ class PoseAugModule(L.LightningModule):
         Args:
             aug2d: (B, 16, 2) x'; aug3d: (B, 16, 3) X' (camera frame); inside: (B,) bool.
         """
-        target = sk.root_relative(aug3d)
+        keep = inside[:, None, None]  # out-of-frame (or non-finite) samples become zeros, so that
+        aug2d = torch.where(keep, aug2d, 0.0)  # not even a zero-weighted NaN reaches a gradient
+        target = torch.where(keep, sk.root_relative(aug3d), 0.0)
         n_in = inside.sum()
         if self.hparams.aug_batch == "rebatch":
             order = torch.argsort((~inside).to(torch.int8), stable=True)  # in-frame first
@@ -470,7 +516,7 @@ class PoseAugModule(L.LightningModule):
         """Step 1 of Algorithm 1: update A; returns its (detached) output dict."""
         with self._optimising(opt_a):
             loss_a, out, logged = self.augmentor_loss(x3, x2, cam)
-            self._update(opt_a, loss_a)
+            self._update(opt_a, loss_a, "augmentor")
         out = {k: v.detach() for k, v in out.items()}
         self.last_augmentation = {k: out[k] for k in AUGMENTATION_KEYS}
         self.log_dict({**logged, "train/aug/loss": loss_a.detach()})
@@ -484,7 +530,7 @@ class PoseAugModule(L.LightningModule):
         ):
             with self._optimising(opt):
                 loss, real_acc, fake_acc = self.discriminator_loss(disc, real, pool.query(fake))
-                self._update(opt, loss)
+                self._update(opt, loss, tag)
             self.log_dict({f"train/disc/{tag}_loss": loss.detach(),
                            f"train/disc/{tag}_real_acc": real_acc,
                            f"train/disc/{tag}_fake_acc": fake_acc})  # fmt: skip
@@ -499,7 +545,9 @@ class PoseAugModule(L.LightningModule):
         out = self._augmentor_step(opt_a, x3, x2, cam)  # 1. augmentor
         if batch_idx % self.hparams.d_every == 0:
             self._discriminator_step((opt_d3, opt_d2), x3, x2, out)  # 2. discriminators
-        inside = (out["rt_2d"].abs() <= 1).flatten(1).all(1)
+        inside = (out["rt_2d"].abs() <= 1).flatten(1).all(1) & out["rt"].isfinite().flatten(1).all(
+            1
+        )
         self.log("train/aug/inside_frac", inside.float().mean())
         aug = (out["rt_2d"], out["rt"], inside)
         self._estimator_update(opt_p, batch_idx, (real2d, real3d), aug)  # 3. estimator
@@ -517,12 +565,12 @@ class PoseAugModule(L.LightningModule):
             self._estimator_step(opt_p, *real, "real")
             with self._optimising(opt_p):
                 loss = self._augmented_loss(aug)
-                self._update(opt_p, loss)
+                self._update(opt_p, loss, "estimator")
         else:
             with self._optimising(opt_p):
                 loss_real = nn.functional.mse_loss(self.estimator(real[0]), real[1])
                 loss = self._augmented_loss(aug)
-                self._update(opt_p, loss_real + loss)
+                self._update(opt_p, loss_real + loss, "estimator")
             self.log("train/pose/loss_real", loss_real.detach(), prog_bar=True)
         self.log("train/pose/loss_aug", loss.detach())
 
@@ -658,7 +706,18 @@ class PoseAugModule(L.LightningModule):
     # --- checkpoints --------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store the RNG states and the augmentor step count, so a resumed run continues."""
+        """Store the RNG states and the augmentor step count, so a resumed run continues.
+
+        Refuses (`TrainingDiverged`) to save a state whose losses or weights are non-finite, so
+        ``best.ckpt`` and ``last.ckpt`` always hold a healthy model.
+        """
+        self.check_health()
+        broken = [n for n, p in self.named_parameters() if not bool(p.isfinite().all())]
+        if broken:
+            raise TrainingDiverged(
+                f"training diverged: non-finite weights in {broken[0]} "
+                f"({len(broken)} tensors); no checkpoint was written"
+            )
         checkpoint["augmentor_steps"] = self.augmentor_steps
         checkpoint["rng_cpu"] = torch.get_rng_state()
         if torch.cuda.is_available():

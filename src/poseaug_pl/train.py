@@ -25,10 +25,11 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from . import tracking
+from .ckpt import read_checkpoint
 from .cli import entry_point
 from .config import validate
 from .sweep import objective
-from .utils import format_table
+from .utils import format_table, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def plain_metrics(results: dict) -> dict:
 def write_metrics(results: dict, path: Path) -> dict:
     """Write `plain_metrics` of ``results`` as JSON; return it."""
     metrics = plain_metrics(results)
-    path.write_text(json.dumps(metrics, indent=2))
+    write_text_atomic(path, json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -79,17 +80,27 @@ def metrics_table(metrics: dict) -> str:
     return format_table(rows) + "\n(mm; PCK@150mm and AUC in %)"
 
 
+def check_checkpoints(cfg: DictConfig) -> None:
+    """Refuse a missing or unreadable checkpoint setting before any data is loaded."""
+    for key in ("ckpt_path", "model.estimator_ckpt", "model.augmentor_ckpt"):
+        path = OmegaConf.select(cfg, key, default=None)
+        if path:
+            read_checkpoint(path, key)
+
+
 def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     """Train and (with ``cfg.test``) evaluate; return the metrics dict (empty without test).
 
     Always ends the W&B run (also on errors), so every job of a multirun gets its own run.
     """
     validate(cfg)
+    check_checkpoints(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     commit = tracking.git_commit()
-    (out / "config_resolved.yaml").write_text(
-        f"# git commit: {commit}\n" + OmegaConf.to_yaml(cfg, resolve=True)
+    write_text_atomic(
+        out / "config_resolved.yaml",
+        f"# git commit: {commit}\n" + OmegaConf.to_yaml(cfg, resolve=True),
     )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = hydra.utils.instantiate(cfg.data)

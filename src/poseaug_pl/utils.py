@@ -37,3 +37,10 @@ def atomic_output(path: str | Path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file, so readers never see half of it."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)

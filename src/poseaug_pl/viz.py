@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from . import skeleton  # noqa: E402
+from .utils import atomic_output  # noqa: E402
 
 LEFT_COLOR, RIGHT_COLOR, CENTRE_COLOR = "tab:blue", "tab:red", "0.25"
 
@@ -99,7 +100,8 @@ def save_figure_keep(fig, path: str | Path) -> Path:
     """Save ``fig`` as PNG (parent folders created) and keep it open."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     return path
 
 

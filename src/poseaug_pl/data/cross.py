@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from .. import skeleton
-from .poseset import DataError, PoseSet, check_array, load_npz
+from ..layouts import coco_likeness
+from .poseset import DataError, PoseSet, check_array, check_units, load_npz
 
 
 def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
@@ -30,8 +31,14 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
         DataError: missing file or key, wrong shape or joint count, NaN/inf, N mismatch, or no rows.
     """
     path = Path(path).expanduser()
-    data = load_npz(path, ("pose3d", "pose2d"))
+    data = load_npz(path, ("pose3d", "pose2d"), optional=("cam",))
     pose3d, pose2d = data["pose3d"], data["pose2d"]
+    if pose2d.ndim == 3 and pose2d.shape[1:] == (17, 2) and np.isfinite(pose2d).all():
+        ok = np.ones(pose2d.shape[:2], bool)
+        if coco_likeness(pose2d, ok) < 1:
+            raise DataError(f"{path}: 'pose2d' has 17 joints in COCO's order (face first); "
+                            "cross sets use Human3.6M's 17 or PoseAug's 16 joints (see "
+                            "poseaug_pl.layouts to convert)")  # fmt: skip
     for key, arr, c in (("pose3d", pose3d, 3), ("pose2d", pose2d, 2)):
         if arr.ndim == 3 and arr.shape[1] in (17, 32) and arr.shape[2] == c:
             arr = skeleton.remap_joints(arr, skeleton.layout_for(arr.shape[1]))
@@ -40,12 +47,13 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
             pose3d = arr
         else:
             pose2d = arr
+    check_units(path, pose3d, pose2d)
     if len(pose3d) != len(pose2d):
         raise DataError(f"{path}: 'pose3d' has {len(pose3d)} rows but 'pose2d' has {len(pose2d)}")
     if len(pose3d) == 0:
         raise DataError(f"{path}: the set is empty")
     cam = None
-    if "cam" in data.files:
+    if "cam" in data:
         cam = data["cam"]
         check_array(path, "cam", cam, (9,))
         if len(cam) != len(pose3d):

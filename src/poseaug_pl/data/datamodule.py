@@ -73,6 +73,7 @@ class PoseDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.val_fraction, self.seed = float(val_fraction), int(seed)
         self.cross_sets = dict(cross_sets or {})
+        self._cross: dict[str, PoseSet] = {}  # read by `check`, handed to `setup`
         self.train_set: PoseSet | None = None
         self.val_set: PoseSet | None = None
         self.test_sets: dict[str, PoseSet] = {}
@@ -83,10 +84,12 @@ class PoseDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def check(self) -> None:
-        """Fail fast (DataError) if an input file is missing, before any training is set up."""
+        """Fail fast (DataError) on a missing or unusable input file, before any training is set
+        up: the cross-dataset sets are read and checked here (and kept for `setup`)."""
         for name, path in self.cross_sets.items():
             if not Path(path).expanduser().is_file():
                 raise DataError(f"{path}: file not found (cross-dataset set {name!r})")
+            self._cross[name] = load_cross_set(path, name)
 
     @property
     def test_names(self) -> list[str]:
@@ -101,7 +104,7 @@ class PoseDataModule(L.LightningDataModule):
         for name, path in self.cross_sets.items():
             if name in tests:
                 raise DataError(f"{path}: cross-set name {name!r} clashes with a built-in test set")
-            tests[name] = load_cross_set(path, name)
+            tests[name] = self._cross.pop(name, None) or load_cross_set(path, name)
         train, val = split_by_sequence(train, self.val_fraction, self.seed)
         if len(train) == 0:
             raise DataError("no training pairs left after the validation split")

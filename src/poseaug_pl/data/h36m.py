@@ -86,14 +86,14 @@ def _file_id(path: Path) -> dict:
 
 def _build(path3d: Path, path2d: Path | None) -> dict:
     """Preprocess every subject/action/camera of the files into flat arrays (see module doc)."""
-    pos3d = load_npz(path3d, ("positions_3d",))["positions_3d"].item()
+    pos3d = load_npz(path3d, ("positions_3d",))["positions_3d"]
     if not isinstance(pos3d, dict) or not pos3d:
         raise DataError(
             f"{path3d}: 'positions_3d' is not a non-empty {{subject: {{action: array}}}}"
         )
     pos2d = None
     if path2d is not None:
-        pos2d = load_npz(path2d, ("positions_2d",))["positions_2d"].item()
+        pos2d = load_npz(path2d, ("positions_2d",))["positions_2d"]
         if not isinstance(pos2d, dict):
             raise DataError(f"{path2d}: 'positions_2d' is not a {{subject: {{action: list}}}} dict")
     calib = h36m_cameras()
@@ -162,6 +162,25 @@ def _build(path3d: Path, path2d: Path | None) -> dict:
     return out
 
 
+def _remove_stale_temporaries(cache_dir: Path) -> None:
+    """Delete cache temporaries left by killed processes (their pid no longer runs)."""
+    for tmp in Path(cache_dir).glob(".h36m_*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            log.info("removed a stale cache temporary %s", tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _cached_build(path3d: Path, path2d: Path | None, keypoints: str, cache_dir) -> dict:
     """`_build` with an on-disk cache keyed by the files' identity; never leaves a partial file."""
     if cache_dir is False:
@@ -177,7 +196,14 @@ def _cached_build(path3d: Path, path2d: Path | None, keypoints: str, cache_dir) 
             return torch.load(cache, weights_only=True, mmap=True)
         except Exception as e:  # unreadable cache: rebuild it
             log.warning("Human3.6M cache %s unreadable (%s); rebuilding", cache, e)
-    data = _build(path3d, path2d)
+    _remove_stale_temporaries(cache_dir)
+    try:
+        data = _build(path3d, path2d)
+    except DataError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:  # damaged content
+        files = f"{path3d}" + (f" or {path2d}" if path2d else "")
+        raise DataError(f"{files}: unexpected content ({type(e).__name__}: {e})") from None
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

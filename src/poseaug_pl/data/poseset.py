@@ -97,16 +97,60 @@ class PoseSet:
         return replace(self, **{k: v.to(device) for k, v in self.tensors().items()})
 
 
-def load_npz(path: str | Path, keys: tuple[str, ...]):
-    """Open an ``.npz`` file and check it has ``keys``; DataError (one line) otherwise."""
+def load_npz(path: str | Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
+    """Read ``keys`` (required) and ``optional`` keys of an ``.npz`` file into memory.
+
+    Arrays are read here, not lazily later, so a damaged archive (bad CRC, truncated, corrupted
+    bytes) fails here with one line. Object arrays (VideoPose3D's dicts) are unpickled and
+    returned as their ``.item()``.
+
+    Returns:
+        ``{key: array or object}`` for the required keys and the optional keys present.
+
+    Raises:
+        DataError: a missing or unreadable file, or a missing required key, in one line.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        data = np.load(path, allow_pickle=True)
-    except Exception as e:  # zip/pickle errors of every kind
+        with np.load(path, allow_pickle=True) as data:
+            missing = [k for k in keys if k not in data.files]
+            if missing:
+                raise DataError(f"{path}: missing key(s) {missing}; found {sorted(data.files)}")
+            out = {k: data[k] for k in (*keys, *optional) if k in data.files}
+    except DataError:
+        raise
+    except Exception as e:  # zip, CRC, pickle and dtype errors of every kind
         raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    missing = [k for k in keys if k not in data.files]
-    if missing:
-        raise DataError(f"{path}: missing key(s) {missing}; found {sorted(data.files)}")
-    return data
+    return {k: v.item() if v.dtype == object and v.shape == () else v for k, v in out.items()}
+
+
+#: Root-relative joints of a person lie within this many units of the root in metres; a median
+#: farther means another unit (millimetres: hundreds).
+MAX_METRES = 5.0
+#: Normalised screen coordinates of people in the image lie within about +-1.5; a median
+#: magnitude above this means pixels.
+MAX_NORMALISED = 5.0
+
+
+def check_units(path, pose3d: np.ndarray | None = None, pose2d: np.ndarray | None = None) -> None:
+    """Raise `DataError` with a hint when 3D is not in metres or 2D not normalised.
+
+    Args:
+        path: the file (for the message).
+        pose3d: (N, J, 3) joints, root (joint 0) first; pose2d: (N, J, 2).
+    """
+    if pose3d is not None and len(pose3d):
+        reach = np.median(np.abs(pose3d - pose3d[:, :1]).max(axis=(1, 2)))
+        if reach > MAX_METRES:
+            raise DataError(
+                f"{path}: 'pose3d' looks like millimetres (median joint distance from "
+                f"the root {reach:.0f}); the layout wants metres: divide by 1000"
+            )
+    if pose2d is not None and len(pose2d):
+        size = np.median(np.abs(pose2d).max(axis=(1, 2)))
+        if size > MAX_NORMALISED:
+            raise DataError(f"{path}: 'pose2d' looks like pixels (median largest coordinate "
+                            f"{size:.0f}); the layout wants normalised screen coordinates: "
+                            "x / w * 2 - [1, h / w] for an image w x h pixels")  # fmt: skip
