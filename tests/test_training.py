@@ -1,14 +1,17 @@
 """Specification of PoseAug training: optimiser order, warm-up, schedules, resume, the CLIs."""
 
+import csv
 import json
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
-from helpers import TINY, cli, tiny_cfg
+from helpers import TINY, TINY_CSV, cli, tiny_cfg
 from poseaug_pl.train import train
+from poseaug_pl.utils import CONFIG_DIR
 
 NAMES = ("augmentor", "d3d", "d2d", "estimator")
 
@@ -218,3 +221,65 @@ def test_augmented_batches_leave_bn_running_statistics_alone():
     assert net[1].momentum == 0.1  # restored
     net(torch.randn(32, 4) * 5 + 3)
     assert not torch.equal(net[1].running_mean, before)
+
+
+def test_resume_into_a_new_folder_gives_the_uninterrupted_runs_results(tmp_path):
+    """``ckpt_path=`` alone (a new run folder): the best checkpoint and its score carry over."""
+    full, cut, new = tmp_path / "full", tmp_path / "cut", tmp_path / "new"
+    common = ["trainer.max_epochs=3"]
+    expected = train(tiny_cfg(full, *common))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_cfg(cut, *common), extra_callbacks=[CrashAt(2)])
+    got = train(tiny_cfg(new, *common, f"ckpt_path={cut / 'checkpoints/last.ckpt'}"))
+    for name in expected:
+        assert got[name]["mpjpe"] == pytest.approx(expected[name]["mpjpe"], abs=1e-4), name
+        assert got[name]["per_joint"] == pytest.approx(expected[name]["per_joint"], abs=1e-3)
+    a, b = _state(full / "checkpoints/best.ckpt"), _state(new / "checkpoints/best.ckpt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+
+
+def test_resume_in_place_appends_to_the_csv_log(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    common = [*TINY_CSV, "trainer.max_epochs=3", "test=false"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = lambda out, *extra: compose("train", [*common, f"paths.output_dir={out}", *extra])  # noqa: E731
+        train(cfg(full))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(cfg(cut), extra_callbacks=[CrashAt(2)])
+        log = cut / "csv" / "metrics.csv"
+        rows = log.read_text().splitlines()
+        header = rows[0].split(",")
+        stray = ["" for _ in header]
+        stray[header.index("step")] = "999999"  # a row a killed process logged after its checkpoint
+        log.write_text("\n".join([*rows, ",".join(stray)]) + "\n")
+        train(cfg(cut, f"ckpt_path={cut / 'checkpoints/last.ckpt'}"))
+    read = lambda p: list(csv.DictReader(open(p / "csv" / "metrics.csv")))  # noqa: E731
+    a, b = read(full), read(cut)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    assert [r.get("val/mpjpe") for r in a] == [r.get("val/mpjpe") for r in b]
+
+
+def test_run_checkpoint_keeps_its_best_score_in_a_new_folder(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from poseaug_pl.resume import RunCheckpoint
+
+    old = tmp_path / "old" / "checkpoints"
+    old.mkdir(parents=True)
+    (old / "best.ckpt").write_bytes(b"weights")
+    best, score = str(old / "best.ckpt"), torch.tensor(42.0)
+    state = {"monitor": "val/mpjpe", "best_model_score": score, "dirpath": str(old),
+             "best_model_path": best, "kth_best_model_path": best, "kth_value": score,
+             "best_k_models": {best: score}, "last_model_path": ""}  # fmt: skip
+    new = tmp_path / "new" / "checkpoints"
+    plain = ModelCheckpoint(dirpath=new, monitor="val/mpjpe")
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        plain.load_state_dict(dict(state))
+    assert plain.best_model_score is None  # Lightning forgets: the next epoch would be "best"
+    ours = RunCheckpoint(dirpath=new, monitor="val/mpjpe")
+    ours.load_state_dict(dict(state))
+    assert float(ours.best_model_score) == 42.0
+    assert ours.best_model_path == str(new / "best.ckpt")
+    assert (new / "best.ckpt").read_bytes() == b"weights"
+    assert ours.state_key == plain.state_key  # old checkpoints restore into it

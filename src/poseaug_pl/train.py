@@ -121,8 +121,10 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
 def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
     """Fit, then test the chosen checkpoint on every test set; write metrics.json and figures."""
     out = output_dir(cfg)
+    resumed = cfg.get("ckpt_path")
+    before = read_checkpoint(resumed, "ckpt_path").get("epoch", -1) + 1 if resumed else 0
     t0 = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=dm, ckpt_path=resumed)
     took = time.perf_counter() - t0
     if not cfg.get("test", True) or trainer.interrupted:
         return {}
@@ -141,7 +143,10 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
                                         step=trainer.global_step)  # fmt: skip
     tracking.log_checkpoint(trainer.loggers, best)
     val = ckpt.best_model_score if ckpt is not None else None
-    print(f"\n{cfg.get('experiment_name', 'run')}: {trainer.current_epoch} epochs in {took:.0f}s, "
+    epochs = f"{trainer.current_epoch - before} epochs in {took:.0f}s" + (
+        f" (resumed after {before}: {trainer.current_epoch} in all)" if resumed else ""
+    )
+    print(f"\n{cfg.get('experiment_name', 'run')}: {epochs}, "
           f"best val MPJPE {float(val) if val is not None else float('nan'):.1f} mm")  # fmt: skip
     print(f"test metrics of {Path(tested).name if tested else 'the final weights'}:")
     print(metrics_table(metrics))

@@ -74,6 +74,7 @@ class PoseDataModule(L.LightningDataModule):
         self.val_fraction, self.seed = float(val_fraction), int(seed)
         self.cross_sets = dict(cross_sets or {})
         self._cross: dict[str, PoseSet] = {}  # read by `check`, handed to `setup`
+        self._splits: tuple[PoseSet, dict[str, PoseSet]] | None = None  # likewise
         self.train_set: PoseSet | None = None
         self.val_set: PoseSet | None = None
         self.test_sets: dict[str, PoseSet] = {}
@@ -100,7 +101,8 @@ class PoseDataModule(L.LightningDataModule):
         """Load every split once and move it to the training device (when a trainer is attached)."""
         if self.train_set is not None:
             return
-        train, tests = self.load_splits()
+        train, tests = self._splits or self.load_splits()
+        self._splits = None
         for name, path in self.cross_sets.items():
             if name in tests:
                 raise DataError(f"{path}: cross-set name {name!r} clashes with a built-in test set")
@@ -276,6 +278,7 @@ class H36MDataModule(PoseDataModule):
                     f"{path}: file not found; Human3.6M (VideoPose3D layout) was looked for in "
                     f"{root.resolve()}; point data.root (or $POSEAUG_H36M) at the folder holding it"
                 )
+        self._splits = self.load_splits()  # read (and checked) now, before training starts
 
     def load_splits(self):
         """Load the training subjects and the ``h36m`` test set."""

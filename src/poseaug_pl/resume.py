@@ -1,0 +1,107 @@
+"""Resuming a run from ``ckpt_path=`` alone, as if it had never stopped.
+
+* `RunCheckpoint`: Lightning's ``ModelCheckpoint`` forgets its best score when a run resumes into
+  another folder (a new Hydra run folder); this one copies the best checkpoint over and keeps
+  the score, so ``best.ckpt`` and ``metrics.json`` match the uninterrupted run.
+* `AppendingCSVLogger`: Lightning's CSV logger deletes an existing ``metrics.csv``; this one
+  appends to it and drops the rows a killed process logged after its last checkpoint (they are
+  logged again by the resumed run).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+log = logging.getLogger(__name__)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that carries its state (best score and file) into a new run folder."""
+
+    @property
+    def state_key(self) -> str:
+        """The same key as ``ModelCheckpoint`` (checkpoints of either class restore into both)."""
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the state; from another folder, copy its checkpoint files here first."""
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and os.path.realpath(old) != os.path.realpath(self.dirpath):
+            state_dict = self._relocated(state_dict, Path(self.dirpath))
+        super().load_state_dict(state_dict)
+
+    @staticmethod
+    def _relocated(state: dict, here: Path) -> dict:
+        def moved(path):
+            if not path:
+                return path
+            new = here / Path(path).name
+            if Path(path).is_file() and not new.exists():
+                here.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, new)
+            return str(new)
+
+        best = {moved(p): v for p, v in state.get("best_k_models", {}).items()}
+        log.info("resumed run: checkpoint state of %s carried into %s", state["dirpath"], here)
+        return {**state, "dirpath": str(here), "best_k_models": best,
+                "best_model_path": moved(state.get("best_model_path")),
+                "kth_best_model_path": moved(state.get("kth_best_model_path")),
+                "last_model_path": moved(state.get("last_model_path"))}  # fmt: skip
+
+
+class _AppendingWriter(ExperimentWriter):
+    def _check_log_dir_exists(self) -> None:  # keep the file, take over its columns
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = list(next(csv.reader(f), []))
+
+    def drop_rows_after(self, step: int) -> int:
+        """Remove rows logged at a step after ``step``; returns how many were removed."""
+        if not self._fs.isfile(self.metrics_file_path):
+            return 0
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            rows = list(csv.DictReader(f))
+        keep = [r for r in rows if not r.get("step") or int(float(r["step"])) <= step]
+        if len(keep) < len(rows):
+            with self._fs.open(self.metrics_file_path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+                writer.writeheader()
+                writer.writerows(keep)
+        return len(rows) - len(keep)
+
+
+class AppendingCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` survives a resume into the same folder."""
+
+    @property
+    def experiment(self) -> _AppendingWriter:
+        """The writer (created on first use, appending to an existing file)."""
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class TrimResumedLogs(L.Callback):
+    """After a resume, drop CSV rows a killed process logged after its last checkpoint."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """Runs after the checkpoint is restored (``trainer.global_step`` is the resumed one)."""
+        if trainer.ckpt_path is None:
+            return
+        for logger in trainer.loggers:
+            writer = getattr(logger, "experiment", None)
+            if isinstance(writer, _AppendingWriter):
+                dropped = writer.drop_rows_after(trainer.global_step)
+                if dropped:
+                    log.info("resumed run: %d log rows after step %d dropped", dropped,
+                             trainer.global_step)  # fmt: skip
