@@ -25,36 +25,14 @@ import torch
 
 from poseaug_pl.camera import image_coordinates
 from poseaug_pl.data import generate
-from poseaug_pl.layouts import COCO_NAMES
-
-#: COCO keypoint -> the PoseAug joint standing in for it (the face at the head).
-FROM_16 = {
-    "nose": 9,
-    "l_eye": 9,
-    "r_eye": 9,
-    "l_ear": 9,
-    "r_ear": 9,
-    "l_shoulder": 10,
-    "r_shoulder": 13,
-    "l_elbow": 11,
-    "r_elbow": 14,
-    "l_wrist": 12,
-    "r_wrist": 15,
-    "l_hip": 4,
-    "r_hip": 1,
-    "l_knee": 5,
-    "r_knee": 2,
-    "l_ankle": 6,
-    "r_ankle": 3,
-}
+from poseaug_pl.layouts import coco_like
 
 
 def coco_input(n: int, path: Path) -> None:
     """Write (n, 17, 3) COCO pixels and scores of synthetic people (1920 x 1080 frames)."""
     data = generate(sequences=max(1, n // 800 + 1), frames=200, seed=0)
     p16 = image_coordinates(data.pose2d[:n].double(), 1920, 1080).numpy()
-    kp = p16[:, [FROM_16[k] for k in COCO_NAMES]]
-    kp[:, 1:5, 0] += np.array([-6, 6, -12, 12])
+    kp = coco_like(p16, face_px=6.0)
     score = np.random.default_rng(0).uniform(0.5, 1.0, kp.shape[:2])
     score[np.random.default_rng(1).random(score.shape) < 0.02] = 0.1
     np.save(path, np.concatenate([kp, score[..., None]], -1).astype(np.float32))

@@ -14,6 +14,7 @@ from helpers import TINY, cli, tiny_cfg
 from poseaug_pl.config import ConfigError, TrainingDiverged, validate
 from poseaug_pl.data import DataError, generate, load_cross_set
 from poseaug_pl.data import h36m as h36m_module
+from poseaug_pl.layouts import COCO_FROM_16, coco_like
 from poseaug_pl.train import build_model, check_checkpoints, train
 from poseaug_pl.utils import atomic_output
 
@@ -155,10 +156,8 @@ def test_millimetres_pixels_and_coco_order_are_refused_with_a_hint(tmp_path, pai
         "mm": (p3 * 1000, p2, "'pose3d' looks like millimetres"),
         "px": (p3, (p2 + 1) * 500, "'pose2d' looks like pixels"),
     }
-    idx = [9, 9, 9, 9, 9, 10, 13, 11, 14, 12, 15, 4, 1, 5, 2, 6, 3]
-    coco = p2[:, idx].copy()
-    coco[:, 1:5, 0] += np.array([-0.01, 0.01, -0.02, 0.02])
-    cases["coco"] = (p3[:, idx], coco, "17 joints in COCO's order")
+    coco = coco_like(p2, face_px=0.01)
+    cases["coco"] = (p3[:, list(COCO_FROM_16)], coco, "17 joints in COCO's order")
     for name, (a3, a2, message) in cases.items():
         np.savez(tmp_path / f"{name}.npz", pose3d=a3, pose2d=a2)
         with pytest.raises(DataError, match=message):

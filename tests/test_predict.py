@@ -16,9 +16,9 @@ from poseaug_pl.camera import image_coordinates
 from poseaug_pl.data import DataError
 from poseaug_pl.data.keypoints import read_keypoints
 from poseaug_pl.layouts import (
-    COCO_NAMES,
     LayoutError,
     check_layout,
+    coco_like,
     detect_layout,
     fill_from_track,
     to_poseaug16,
@@ -44,29 +44,7 @@ def poses16():
 
 def coco_from_16(p16: np.ndarray) -> np.ndarray:
     """(N, 17, 2) COCO keypoints with limbs and hips from a 16-joint pose, face at the head."""
-    idx = {
-        "nose": 9,
-        "l_eye": 9,
-        "r_eye": 9,
-        "l_ear": 9,
-        "r_ear": 9,
-        "l_shoulder": 10,
-        "r_shoulder": 13,
-        "l_elbow": 11,
-        "r_elbow": 14,
-        "l_wrist": 12,
-        "r_wrist": 15,
-        "l_hip": 4,
-        "r_hip": 1,
-        "l_knee": 5,
-        "r_knee": 2,
-        "l_ankle": 6,
-        "r_ankle": 3,
-    }
-    out = p16[:, [idx[n] for n in COCO_NAMES]].copy()
-    out[:, 1:3, 0] += np.array([-8, 8])  # eyes and ears around the head, not on one point
-    out[:, 3:5, 0] += np.array([-15, 15])
-    return out
+    return coco_like(p16)
 
 
 # --- layouts ---------------------------------------------------------------------------------

@@ -205,3 +205,21 @@ def fill_from_track(xy: np.ndarray, track: np.ndarray, frame: np.ndarray) -> np.
             for c in range(xy.shape[2]):
                 out[rows, j, c] = np.interp(f, f[seen], out[rows[seen], j, c])
     return out
+
+
+#: For each COCO point, the PoseAug joint nearest to it (the face points: the head top).
+COCO_FROM_16 = (9, 9, 9, 9, 9, 10, 13, 11, 14, 12, 15, 4, 1, 5, 2, 6, 3)
+
+
+def coco_like(xy16: np.ndarray, face_px: float = 8.0) -> np.ndarray:
+    """COCO-layout keypoints made from PoseAug-16 poses, for tests, demos and benchmarks.
+
+    Limbs and hips are copied; the face points sit at the head joint, eyes ``face_px`` and ears
+    ``2 * face_px`` pixels to either side (so a face has some width, as in real COCO data).
+
+    Args:
+        xy16: (N, 16, 2) pixels. Returns: (N, 17, 2).
+    """
+    out = xy16[:, list(COCO_FROM_16)].astype(np.float64)
+    out[:, 1:5, 0] += np.array([-1, 1, -2, 2]) * face_px
+    return out
