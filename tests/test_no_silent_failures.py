@@ -250,3 +250,55 @@ def test_training_writes_no_temporaries(tmp_path):
     train(tiny_cfg(tmp_path, "test=true"))
     assert (tmp_path / "metrics.json").is_file()
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+# --- GAN collapse ----------------------------------------------------------------------------
+
+
+def test_collapse_reasons_on_hand_made_windows(tmp_path):
+    model = build_model(tiny_cfg(tmp_path))
+    cases = [
+        ([0.6, 0.7, 1.0, 0.9, 0.0, 1.0], None),  # healthy
+        ([1.0, 0.7, 1.0, 0.9, 0.0, 1.0], "the d3d discriminator was right on over 99%"),
+        ([0.6, 0.7, 1.0, 0.0, 0.0, 1.0], "under 1% of the augmented poses were inside"),
+        ([0.6, 0.7, 1.0, 0.9, 0.95, 1.0], "collapsed to a point or a line"),
+    ]
+    for window, reason in cases:
+        model._window.copy_(torch.tensor(window) * 10)  # ten batches of these means
+        got = model.collapse_reason()
+        assert (got is None) if reason is None else (reason in got), (window, got)
+        assert not model._window.any()  # each window is judged once
+
+
+def test_flat_augmentations_are_counted(tmp_path, pairs):
+    model = build_model(tiny_cfg(tmp_path))
+    poses = torch.from_numpy(pairs[1][:8])
+    line = poses.clone()
+    line[..., 1] = 2 * line[..., 0]  # every joint on one line
+    for x, flat in ((poses, 0.0), (line, 1.0)):
+        model._window.zero_()
+        model._watch_augmentation({"rt_2d": x}, torch.ones(8, dtype=torch.bool))
+        assert model._window[4].item() == pytest.approx(flat)
+
+
+def _collapse_in_epoch_1(self):
+    return "a test collapse" if self.current_epoch == 1 and self.restores == 0 else None
+
+
+@pytest.mark.parametrize("mode", ["warn", "stop", "restore"])
+def test_on_collapse_warns_stops_or_restores(tmp_path, monkeypatch, caplog, mode):
+    from poseaug_pl.module import PoseAugModule
+
+    monkeypatch.setattr(PoseAugModule, "collapse_reason", _collapse_in_epoch_1)
+    cfg = tiny_cfg(tmp_path, f"model.on_collapse={mode}", "trainer.log_every_n_steps=2",
+                   "trainer.max_epochs=3", "test=false")  # fmt: skip
+    if mode == "stop":
+        with pytest.raises(TrainingDiverged, match="training collapsed: GAN collapse at step"):
+            train(cfg)
+        return
+    train(cfg)
+    assert "GAN collapse at step" in caplog.text
+    if mode == "restore":
+        assert "restored" in caplog.text and "restore 1 of 3" in caplog.text
+    else:
+        assert caplog.text.count("GAN collapse") == 1  # said once

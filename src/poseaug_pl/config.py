@@ -114,6 +114,10 @@ CHECKS.update(
         "data.test_sequences": _int_at_least(0),
         "data.wild_sequences": _int_at_least(0),
         "data.frames": _int_at_least(1),
+        "model.on_collapse": (
+            (lambda v: v in ("warn", "stop", "restore")),
+            "'warn', 'stop' or 'restore'",
+        ),
         "data.val_fraction": ((lambda v: _is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
     }
 )

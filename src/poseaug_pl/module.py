@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -121,6 +122,10 @@ class PoseAugModule(L.LightningModule):
             running statistics of real data, i.e. the function that is evaluated).
         estimator_update: ``alternate`` (Algorithm 1: one update on the real pairs, then one
             on the augmented pairs) or ``joint`` (one update on the sum of both losses).
+        on_collapse: what a GAN collapse does (a discriminator right on more than 99% of its
+            samples, under 1% of x' in the frame, or most x' flat as a point or a line, over a
+            logging window): ``warn`` (once per kind), ``stop`` (end the run, exit 1) or
+            ``restore`` (reload the last checkpoint with a new seed and carry on, at most 3 times).
         estimator_ckpt: optional checkpoint whose estimator weights initialise this estimator.
         augmentor_ckpt: optional checkpoint (e.g. of an augmentor pretraining run) whose
             augmentor, discriminators and fake pools initialise this module's.
@@ -153,6 +158,7 @@ class PoseAugModule(L.LightningModule):
         grad_clip: float = 1.0,
         aug_bn_stats: bool = False,
         aug_norm: str = "batch",
+        on_collapse: str = "warn",
         estimator_update: str = "alternate",
         estimator_ckpt: str | None = None,
         augmentor_ckpt: str | None = None,
@@ -171,6 +177,10 @@ class PoseAugModule(L.LightningModule):
             )
         if aug_norm not in ("batch", "running"):
             raise ValueError(f"aug_norm must be 'batch' or 'running', got {aug_norm!r}")
+        if on_collapse not in ("warn", "stop", "restore"):
+            raise ValueError(
+                f"on_collapse must be 'warn', 'stop' or 'restore', got {on_collapse!r}"
+            )
         if aug_batch not in ("rebatch", "masked"):
             raise ValueError(f"aug_batch must be 'rebatch' or 'masked', got {aug_batch!r}")
         self.save_hyperparameters()
@@ -206,6 +216,11 @@ class PoseAugModule(L.LightningModule):
         self.register_buffer("bone_templates", torch.zeros(0, sk.NUM_BONES), persistent=False)
         self.register_buffer("_bad", torch.zeros(len(NETWORKS), dtype=torch.bool), persistent=False)
         self.register_buffer("_bad_step", torch.full((len(NETWORKS),), -1), persistent=False)
+        #: sums over the current window: D3d accuracy, D2d accuracy, D steps, inside share,
+        #: flat share, augmented batches (see `check_collapse`)
+        self.register_buffer("_window", torch.zeros(6), persistent=False)
+        self._collapse_warned: set[str] = set()
+        self.restores = 0
         self.val_metrics = PoseMetrics()
         self.test_metrics = nn.ModuleDict()
         self.test_results: dict[str, dict[str, float]] = {}
@@ -377,10 +392,77 @@ class PoseAugModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """Check the health flags at the logging interval and at the epoch's last batch (before
-        validation and the epoch-end callbacks see the weights); the only host sync it costs."""
-        last = batch_idx + 1 == self.trainer.num_training_batches
-        if last or (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+        validation and the epoch-end callbacks see the weights), and the collapse window at the
+        logging interval; the only host syncs they cost."""
+        window = (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0
+        if window or batch_idx + 1 == self.trainer.num_training_batches:
             self.check_health()
+        if window and self.hparams.augment:
+            self.check_collapse()
+
+    def _watch_augmentation(self, out: dict, inside: torch.Tensor) -> None:
+        """Add this batch's in-frame share and flat share (x' whose 2D joints lie on a point or
+        a line: the smaller principal axis under 1% of the larger) to the window, on device."""
+        x = out["rt_2d"] - out["rt_2d"].mean(-2, keepdim=True)
+        cov = x.transpose(-1, -2) @ x  # (B, 2, 2)
+        tr, det = cov.diagonal(dim1=-2, dim2=-1).sum(-1), torch.linalg.det(cov)
+        gap = (tr * tr / 4 - det).clamp_min(0).sqrt()
+        small, large = tr / 2 - gap, tr / 2 + gap
+        flat = (small < 1e-4 * large) | (large < 1e-8)
+        self._window[3:] += torch.stack([inside.float().mean(), flat.float().mean(),
+                                         torch.ones_like(tr[0])])  # fmt: skip
+
+    def collapse_reason(self) -> str | None:
+        """Why the latest window looks collapsed (None if it does not); resets the window."""
+        d3d, d2d, n_disc, inside, flat, n = self._window.tolist()
+        self._window.zero_()
+        if n == 0:
+            return None
+        if n_disc and max(d3d, d2d) / n_disc > 0.99:
+            which = "d3d" if d3d >= d2d else "d2d"
+            return f"the {which} discriminator was right on over 99% of its samples"
+        if inside / n < 0.01:
+            return "under 1% of the augmented poses were inside the image"
+        if flat / n > 0.9:
+            return "over 90% of the augmented 2D poses collapsed to a point or a line"
+        return None
+
+    def check_collapse(self) -> None:
+        """Act on a collapsed window as ``on_collapse`` says (skipped in the first window)."""
+        if self.augmentor_steps <= self.trainer.log_every_n_steps:
+            self._window.zero_()
+            return
+        reason = self.collapse_reason()
+        if reason is None:
+            return
+        where = f"GAN collapse at step {self.global_step}: {reason} over the last window"
+        mode = self.hparams.on_collapse
+        if mode == "restore" and self.restores < 3 and self._restore_last_checkpoint(where):
+            return
+        if mode in ("stop", "restore"):
+            raise TrainingDiverged(f"training collapsed: {where}; change the seed or the learning "
+                                   "rates, or use model.on_collapse=restore")  # fmt: skip
+        if reason.split(" ")[1] not in self._collapse_warned:
+            self._collapse_warned.add(reason.split(" ")[1])
+            log.warning("%s (model.on_collapse=stop or restore acts on it)", where)
+
+    def _restore_last_checkpoint(self, where: str) -> bool:
+        """Reload the newest checkpoint's weights and optimiser states, re-seed; False if none."""
+        cbs = self.trainer.checkpoint_callbacks
+        paths = [Path(p) for c in cbs for p in (c.last_model_path, c.best_model_path) if p]
+        paths = sorted((p for p in paths if p.is_file()), key=lambda p: p.stat().st_mtime)
+        if not paths:
+            return False
+        ckpt = torch.load(paths[-1], map_location=self.device, weights_only=True)
+        self.load_state_dict(ckpt["state_dict"])
+        for opt, state in zip(self.trainer.optimizers, ckpt["optimizer_states"]):
+            opt.load_state_dict(state)
+        self.restores += 1
+        seed = int(torch.initial_seed()) + 1000 * self.restores
+        torch.manual_seed(seed)
+        log.warning("%s: restored %s and re-seeded (%d), restore %d of 3", where, paths[-1], seed,
+                    self.restores)  # fmt: skip
+        return True
 
     def on_train_epoch_end(self) -> None:
         """Check the health flags at every epoch end."""
@@ -531,6 +613,8 @@ class PoseAugModule(L.LightningModule):
             with self._optimising(opt):
                 loss, real_acc, fake_acc = self.discriminator_loss(disc, real, pool.query(fake))
                 self._update(opt, loss, tag)
+            self._window[0 if tag == "d3d" else 1] += (real_acc + fake_acc) / 2
+            self._window[2] += 0.5  # two discriminators per D step
             self.log_dict({f"train/disc/{tag}_loss": loss.detach(),
                            f"train/disc/{tag}_real_acc": real_acc,
                            f"train/disc/{tag}_fake_acc": fake_acc})  # fmt: skip
@@ -549,6 +633,7 @@ class PoseAugModule(L.LightningModule):
             1
         )
         self.log("train/aug/inside_frac", inside.float().mean())
+        self._watch_augmentation(out, inside)
         aug = (out["rt_2d"], out["rt"], inside)
         self._estimator_update(opt_p, batch_idx, (real2d, real3d), aug)  # 3. estimator
         self.augmentor_steps += 1
