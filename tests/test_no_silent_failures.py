@@ -302,3 +302,16 @@ def test_on_collapse_warns_stops_or_restores(tmp_path, monkeypatch, caplog, mode
         assert "restored" in caplog.text and "restore 1 of 3" in caplog.text
     else:
         assert caplog.text.count("GAN collapse") == 1  # said once
+
+
+def test_every_shipped_experiment_passes_the_start_up_checks():
+    from hydra import compose, initialize_config_dir
+
+    from poseaug_pl.utils import CONFIG_DIR
+
+    names = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+    assert len(names) >= 10
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        for name in names:
+            validate(compose("train", overrides=[f"experiment={name}"]))
+        validate(compose("bench"))

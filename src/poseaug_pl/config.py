@@ -103,6 +103,24 @@ CHECKS.update(
         "model.rt_ratio.half_width": _non_negative(),
         "model.ba_half_width": _non_negative(),
         "model.d_every": _int_at_least(1),
+        **{
+            k: _int_at_least(1)
+            for k in (
+                "model.augmentor.hidden",
+                "model.augmentor.stages",
+                "model.d3d.channels",
+                "model.d3d.mid",
+                "model.d2d.width",
+                "model.estimator.blocks",
+            )
+        },  # fmt: skip
+        "model.augmentor.noise_dim": _int_at_least(0),
+        "model.augmentor.max_length_ratio": _non_negative(),
+        "model.augmentor.min_depth": _non_negative(),
+        "model.estimator.dropout": (
+            (lambda v: v is None or (_is_num(v) and 0 <= v < 1)),
+            "a number in [0, 1) or null",
+        ),
         "model.pool_size": _int_at_least(1),
         "model.warmup_steps": _int_at_least(0),
         "model.grad_clip": (
