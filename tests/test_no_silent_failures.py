@@ -315,3 +315,15 @@ def test_every_shipped_experiment_passes_the_start_up_checks():
         for name in names:
             validate(compose("train", overrides=[f"experiment={name}"]))
         validate(compose("bench"))
+
+
+def test_human36m_in_millimetres_is_refused_with_a_hint(tmp_path):
+    from poseaug_pl.data import load_h36m
+    from test_bad_input import write_h36m
+
+    root = write_h36m(tmp_path / "h")
+    pos = np.load(root / "data_3d_h36m.npz", allow_pickle=True)["positions_3d"].item()
+    mm = {s: {a: x * 1000 for a, x in acts.items()} for s, acts in pos.items()}
+    np.savez(root / "data_3d_h36m.npz", positions_3d=mm)
+    with pytest.raises(DataError, match="'positions_3d' looks like millimetres"):
+        load_h36m(root, subjects=["S1"], cache_dir=False)

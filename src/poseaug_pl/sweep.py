@@ -17,7 +17,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .utils import format_table
+from .utils import atomic_output, format_table
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def write_summary(sweep_dir: str | Path) -> Path | None:
         return None
     path = Path(sweep_dir) / "sweep_summary.csv"
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="") as f:
+    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)

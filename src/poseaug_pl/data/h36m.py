@@ -36,7 +36,7 @@ from ..camera import (
     project_to_2d,
     world_to_camera,
 )
-from .poseset import DataError, PoseSet, check_array, load_npz
+from .poseset import DataError, PoseSet, check_array, check_units, load_npz
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ def _build(path3d: Path, path2d: Path | None) -> dict:
             raise DataError(f"{path2d}: 'positions_2d' is not a {{subject: {{action: list}}}} dict")
     calib = h36m_cameras()
     subjects = sorted(pos3d, key=_subject_key)
+    first = next(iter(pos3d[subjects[0]].values()), None) if subjects else None
+    if isinstance(first, np.ndarray) and first.ndim == 3 and first.shape[-1] == 3:
+        check_units(path3d, pose3d=first[:: max(1, len(first) // 50)], key3d="positions_3d")
     unknown = [s for s in subjects if s not in calib]
     if unknown:
         raise DataError(f"{path3d}: subject(s) {unknown} have no Human3.6M calibration")

@@ -134,7 +134,8 @@ MAX_METRES = 5.0
 MAX_NORMALISED = 5.0
 
 
-def check_units(path, pose3d: np.ndarray | None = None, pose2d: np.ndarray | None = None) -> None:
+def check_units(path, pose3d: np.ndarray | None = None, pose2d: np.ndarray | None = None,
+                key3d: str = "pose3d") -> None:  # fmt: skip
     """Raise `DataError` with a hint when 3D is not in metres or 2D not normalised.
 
     Args:
@@ -145,7 +146,7 @@ def check_units(path, pose3d: np.ndarray | None = None, pose2d: np.ndarray | Non
         reach = np.median(np.abs(pose3d - pose3d[:, :1]).max(axis=(1, 2)))
         if reach > MAX_METRES:
             raise DataError(
-                f"{path}: 'pose3d' looks like millimetres (median joint distance from "
+                f"{path}: '{key3d}' looks like millimetres (median joint distance from "
                 f"the root {reach:.0f}); the layout wants metres: divide by 1000"
             )
     if pose2d is not None and len(pose2d):
