@@ -50,3 +50,27 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_run")
     train(tiny_cfg(out, "test=false", "trainer.max_epochs=1", "augment=false", "feedback=false"))
     return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def h36m_run(h36m, h36m_cache, tmp_path_factory) -> dict:
+    """A small estimator trained on real Human3.6M (VideoPose 256 channels, 20 epochs on every
+    50th frame, no test) and `evaluate`'s output of its last checkpoint (S9/S11, every 50th
+    frame, predictions saved): ``{"dir", "ckpt", "metrics", "evaluate_dir"}``."""
+    import json
+
+    from helpers import cli
+
+    out = tmp_path_factory.mktemp("h36m_run")
+    r = cli("train", "experiment=baseline_h36m", f"data.root={h36m}",
+            f"data.cache_dir={h36m_cache}", "data.stride=50", "data.wild_sequences=0",
+            "trainer.max_epochs=20", "data.batch_size=128", "model.estimator.channels=256",
+            "logger=none", "test=false", "callbacks.progress_bar.refresh_rate=0",
+            f"hydra.run.dir={out}")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = out / "checkpoints" / "last.ckpt"
+    ev = out / "evaluate"
+    r = cli("evaluate", f"ckpt_path={ckpt}", "save_predictions=true", f"hydra.run.dir={ev}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((ev / "metrics.json").read_text())
+    return {"dir": out, "ckpt": ckpt, "metrics": metrics, "evaluate_dir": ev, "stdout": r.stdout}

@@ -20,7 +20,7 @@ from poseaug_pl.data.h36m import TEST_SUBJECTS
 
 pytestmark = pytest.mark.realdata
 
-STRIDE = 50
+STRIDE = 50  # as h36m_run (conftest)
 #: Human3.6M 32-joint mocap -> the common 17-joint layout (neck/nose at 9).
 H36M32_TO_17 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 #: COCO keypoint k taken from mocap joint COCO_FROM_32[k] (-1: unlabelled eye or ear).
@@ -30,33 +30,9 @@ COCO_MARGIN_MM = 5.0
 
 
 @pytest.fixture(scope="module")
-def trained(h36m, h36m_cache, tmp_path_factory):
-    """A VideoPose estimator (256 channels, 20 epochs on every 50th frame) and its evaluation."""
-    out = tmp_path_factory.mktemp("h36m_run")
-    common = [
-        f"data.root={h36m}",
-        f"data.cache_dir={h36m_cache}",
-        f"data.stride={STRIDE}",
-        "data.wild_sequences=0",
-    ]
-    r = cli(
-        "train",
-        "experiment=baseline_h36m",
-        *common,
-        "trainer.max_epochs=20",
-        "data.batch_size=128",
-        "model.estimator.channels=256",
-        "logger=none",
-        "test=false",
-        "callbacks.progress_bar.refresh_rate=0",
-        f"hydra.run.dir={out}",
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    ckpt = out / "checkpoints" / "last.ckpt"
-    r = cli("evaluate", f"ckpt_path={ckpt}", f"hydra.run.dir={out / 'evaluate'}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    metrics = json.loads((out / "evaluate" / "metrics.json").read_text())
-    return ckpt, metrics["h36m"]["mpjpe"]
+def trained(h36m_run):
+    """The small real-data estimator and `evaluate`'s MPJPE of it on S9/S11."""
+    return h36m_run["ckpt"], h36m_run["metrics"]["h36m"]["mpjpe"]
 
 
 @pytest.fixture(scope="module")

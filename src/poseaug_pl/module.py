@@ -36,7 +36,7 @@ from . import losses
 from . import skeleton as sk
 from .camera import project_to_2d
 from .config import TrainingDiverged
-from .metrics import PoseMetrics
+from .metrics import PoseMetrics, mpjpe, pa_mpjpe
 from .pools import FakePool
 
 log = logging.getLogger(__name__)
@@ -761,6 +761,10 @@ class PoseAugModule(L.LightningModule):
         self.test_metrics = nn.ModuleDict({n: PoseMetrics() for n in names}).to(self.device)
         self.predictions = {n: [] for n in names}
         self.test_results = {}
+        sets = self.trainer.datamodule.test_sets
+        #: per test set with several actions: (actions, 3) sums of MPJPE, PA-MPJPE (m), frames
+        self._per_action = {n: torch.zeros(len(sets[n].actions), 3, device=self.device)
+                            for n in names if len(sets[n].actions) > 1}  # fmt: skip
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         """Evaluate one batch of one test set (flip TTA except on the in-domain sets)."""
@@ -769,8 +773,13 @@ class PoseAugModule(L.LightningModule):
         pred = self.estimator(x2) if name in IN_DOMAIN_SETS else sk.flip_average(self.estimator, x2)
         pred = sk.root_relative(pred)
         self.test_metrics[name].update(pred, target)
+        if name in self._per_action:
+            errors = torch.stack([mpjpe(pred, target), pa_mpjpe(pred, target)], 1)
+            self._per_action[name].index_add_(
+                0, batch["action"], torch.cat([errors, torch.ones_like(errors[:, :1])], 1)
+            )
         if self.save_predictions:
-            self.predictions[name].append(torch.stack([pred, target]).cpu())
+            self.predictions[name].append((torch.stack([pred, target]).cpu(), batch["index"].cpu()))
 
     def on_test_epoch_end(self) -> None:
         """Compute and log ``test/<set>/<metric>``; keep plain numbers in `test_results`."""
@@ -779,6 +788,8 @@ class PoseAugModule(L.LightningModule):
             res = {k: float(v) for k, v in m.items() if k != "per_joint"}
             res["frames"] = int(res["frames"])
             res["per_joint"] = [float(v) for v in m["per_joint"]]
+            if name in self._per_action:
+                res["per_action"] = self._action_table(name)
             self.test_results[name] = res
             self.log_dict(
                 {
@@ -787,6 +798,13 @@ class PoseAugModule(L.LightningModule):
                     if k in ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc")
                 }
             )
+
+    def _action_table(self, name: str) -> dict:
+        """``{action: {mpjpe, pa_mpjpe (mm), frames}}`` of one test set, summed over ranks."""
+        sums = self.trainer.strategy.reduce(self._per_action[name], reduce_op="sum")
+        actions = self.trainer.datamodule.test_sets[name].actions
+        return {a: {"mpjpe": e / n * 1000, "pa_mpjpe": pa / n * 1000, "frames": int(n)}
+                for a, (e, pa, n) in zip(actions, sums.tolist()) if n > 0}  # fmt: skip
 
     # --- checkpoints --------------------------------------------------------------------------
 

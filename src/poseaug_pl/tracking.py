@@ -211,8 +211,9 @@ def report_evaluation(results: dict, figure_dir: str | Path, loggers=(), step: i
     Args:
         results: ``{set: {mpjpe, ..., per_joint}}`` as in `PoseAugModule.test_results`.
         figure_dir: folder of ``per_joint_error.png``.
-        loggers: W&B loggers get ``test/per_joint_error`` (image) and ``test/metrics``
-            (table); TensorBoard loggers get the figure.
+        loggers: W&B loggers get ``test/per_joint_error`` (image), ``test/metrics`` (table) and
+            ``test/<set>/per_action`` (table, sets with actions); TensorBoard loggers get the
+            figure.
         step: logging step.
 
     Returns:
@@ -227,8 +228,23 @@ def report_evaluation(results: dict, figure_dir: str | Path, loggers=(), step: i
 
             columns, rows = table_rows(results)
             table = wandb.Table(columns=columns, data=rows)
+            per_action = {
+                f"test/{n}/per_action": wandb.Table(
+                    columns=["action", "mpjpe", "pa_mpjpe", "frames"],
+                    data=[
+                        [a, v["mpjpe"], v["pa_mpjpe"], v["frames"]]
+                        for a, v in r["per_action"].items()
+                    ],
+                )  # fmt: skip
+                for n, r in results.items()
+                if "per_action" in r
+            }
             lg.experiment.log(
-                {"test/per_joint_error": wandb.Image(str(path)), "test/metrics": table}
+                {
+                    "test/per_joint_error": wandb.Image(str(path)),
+                    "test/metrics": table,
+                    **per_action,
+                }
             )
         elif kind == "TensorBoardLogger":
             lg.experiment.add_figure("test/per_joint_error", fig, global_step=step, close=False)

@@ -59,10 +59,15 @@ def plain_metrics(results: dict) -> dict:
 
     ``per_joint`` is the MPJPE of each of the 16 joints (mm).
     """
-    return {
-        s: {**{k: r[k] for k in METRIC_KEYS}, "per_joint": [round(v, 3) for v in r["per_joint"]]}
-        for s, r in results.items()
-    }
+    out = {}
+    for s, r in results.items():
+        out[s] = {
+            **{k: r[k] for k in METRIC_KEYS},
+            "per_joint": [round(v, 3) for v in r["per_joint"]],
+        }
+        if "per_action" in r:
+            out[s]["per_action"] = r["per_action"]
+    return out
 
 
 def write_metrics(results: dict, path: Path) -> dict:
@@ -77,7 +82,47 @@ def metrics_table(metrics: dict) -> str:
     rows = [{"set": s, "MPJPE": f"{m['mpjpe']:.1f}", "PA-MPJPE": f"{m['pa_mpjpe']:.1f}",
              "N-MPJPE": f"{m['n_mpjpe']:.1f}", "PCK": f"{m['pck']:.1f}", "AUC": f"{m['auc']:.1f}",
              "frames": m["frames"]} for s, m in metrics.items()]  # fmt: skip
-    return format_table(rows) + "\n(mm; PCK@150mm and AUC in %)"
+    tables = [action_table(s, m["per_action"]) for s, m in metrics.items() if "per_action" in m]
+    return "\n\n".join([format_table(rows) + "\n(mm; PCK@150mm and AUC in %)", *tables])
+
+
+#: The papers' column names and order of the Human3.6M actions (other names keep theirs).
+PAPER_ACTIONS = {
+    "Directions": "Dir.",
+    "Discussion": "Disc.",
+    "Eating": "Eat",
+    "Greeting": "Greet",
+    "Phoning": "Phone",
+    "Photo": "Photo",
+    "TakingPhoto": "Photo",
+    "Posing": "Pose",
+    "Purchases": "Purch.",
+    "Sitting": "Sit",
+    "SittingDown": "SitD.",
+    "Smoking": "Smoke",
+    "Waiting": "Wait",
+    "WalkDog": "WalkD.",
+    "WalkingDog": "WalkD.",
+    "Walking": "Walk",
+    "WalkTogether": "WalkT.",
+    "WalkingTogether": "WalkT.",
+}
+
+
+def action_table(name: str, per_action: dict) -> str:
+    """The papers' per-action table: actions as columns, Protocol 1 (MPJPE) and Protocol 2
+    (PA-MPJPE) rows, and the average over actions (mm)."""
+    order = list(dict.fromkeys(PAPER_ACTIONS))
+    actions = sorted(per_action, key=lambda a: order.index(a) if a in order else len(order))
+    rows = []
+    for label, key in (("P1 (MPJPE)", "mpjpe"), ("P2 (PA-MPJPE)", "pa_mpjpe")):
+        values = [per_action[a][key] for a in actions]
+        row = {
+            name: label,
+            **{PAPER_ACTIONS.get(a, a): f"{v:.1f}" for a, v in zip(actions, values)},
+        }
+        rows.append({**row, "Avg": f"{sum(values) / len(values):.1f}"})
+    return format_table(rows) + "\n(mm per action, takes merged; Avg: mean over actions)"
 
 
 def check_checkpoints(cfg: DictConfig) -> None:

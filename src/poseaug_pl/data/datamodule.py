@@ -211,19 +211,16 @@ class SyntheticDataModule(PoseDataModule):
         """Generate the training set and the ``synthetic`` and ``synthetic_wild`` test sets."""
         s, f = self.seed, self.frames
         train = generate(self.train_sequences, f, self.train_subjects, "h36m", s, "train")
-        tests = {
-            "synthetic": generate(
+        tests = {}  # a set of 0 sequences is left out
+        if self.test_sequences > 0:
+            tests["synthetic"] = generate(
                 self.test_sequences, f, self.test_subjects, "h36m", s + 1, "synthetic"
-            ),
-            "synthetic_wild": generate(
-                self.wild_sequences,
-                f,
-                self.train_subjects + self.test_subjects,
-                "wild",
-                s + 2,
-                "synthetic_wild",
-            ),
-        }
+            )
+        if self.wild_sequences > 0:
+            subjects = self.train_subjects + self.test_subjects
+            tests["synthetic_wild"] = generate(
+                self.wild_sequences, f, subjects, "wild", s + 2, "synthetic_wild"
+            )
         return train, tests
 
 

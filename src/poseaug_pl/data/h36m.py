@@ -304,6 +304,8 @@ def load_h36m(
         sequence=full["sequence"][idx],
         subjects=tuple(meta["subjects"]),
         actions=tuple(meta["actions"]),
+        camera=cam,
+        frame=full["frame"][idx],
     )
     log.info(
         "Human3.6M %s: %d pairs from %s in %.1fs",

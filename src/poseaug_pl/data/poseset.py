@@ -53,6 +53,8 @@ class PoseSet:
         action: (N,) int64 index into ``actions``.
         sequence: (N,) int64 id of the source sequence (frames of one sequence share it).
         subjects, actions: names for the ids.
+        camera: optional (N,) int64 camera index (Human3.6M: 0-3 in `H36M_CAMERA_IDS` order).
+        frame: optional (N,) int64 frame number within the source sequence.
     """
 
     name: str
@@ -64,6 +66,8 @@ class PoseSet:
     sequence: torch.Tensor
     subjects: tuple[str, ...] = field(default=())
     actions: tuple[str, ...] = field(default=())
+    camera: torch.Tensor | None = None
+    frame: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = len(self.pose3d)
@@ -72,8 +76,8 @@ class PoseSet:
                 f"{self.name}: pose3d/pose2d must be (N,16,3)/(N,16,2), "
                 f"got {tuple(self.pose3d.shape)}/{tuple(self.pose2d.shape)}"
             )
-        for f in ("subject", "action", "sequence"):
-            if len(getattr(self, f)) != n:
+        for f in ("subject", "action", "sequence", "camera", "frame"):
+            if getattr(self, f) is not None and len(getattr(self, f)) != n:
                 raise ValueError(f"{self.name}: '{f}' has {len(getattr(self, f))} rows, not {n}")
         if self.cam is not None and self.cam.shape != (n, 9):
             raise ValueError(f"{self.name}: cam must be (N,9), got {tuple(self.cam.shape)}")
