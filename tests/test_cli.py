@@ -102,3 +102,23 @@ def test_config_group_options_compose(group, option):
         assert cfg.model.hard_ratio.end == (20.0 if option == "paper" else 5.0)
     if option == "ddp":
         assert cfg.trainer.strategy.find_unused_parameters is True
+
+
+def test_compare_leaves_out_an_unfinished_run_with_a_warning(tmp_path, capsys):
+    import json
+
+    from poseaug_pl.compare import main
+
+    m = {"synthetic": {"mpjpe": 50.0, "pa_mpjpe": 40.0, "pck": 90.0, "auc": 50.0, "frames": 10}}
+    for name, mpjpe in (("control", 50.0), ("poseaug", 45.0)):
+        (tmp_path / name).mkdir()
+        m["synthetic"]["mpjpe"] = mpjpe
+        (tmp_path / name / "metrics.json").write_text(json.dumps(m))
+    (tmp_path / "unfinished").mkdir()
+    main([str(tmp_path / n) for n in ("control", "poseaug", "unfinished")]
+         + ["--reference", str(tmp_path / "control")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "unfinished" in err and "left out" in err
+    assert "poseaug" in out and "-5.0, -10%" in out and "unfinished" not in out
+    with pytest.raises(SystemExit, match="none of the runs has a metrics.json"):
+        main([str(tmp_path / "unfinished")])

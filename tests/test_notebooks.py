@@ -61,6 +61,29 @@ def test_compare_runs_notebook(demo_dir, monkeypatch):
     assert "%)" in out  # change against the baseline
 
 
+def test_compare_runs_notebook_takes_relative_run_folders_from_the_repository(
+    demo_dir, monkeypatch
+):
+    import os
+
+    rel = {name: os.path.relpath(demo_dir / folder, NOTEBOOKS.parent)
+           for name, folder in (("base", "baseline"), ("va", "variant_a"))}  # fmt: skip
+    assert not Path(rel["base"]).is_absolute()
+    monkeypatch.setenv("POSEAUG_RUNS", ",".join(f"{n}={p}" for n, p in rel.items()))
+    out = text(execute("02_compare_runs.ipynb"))  # the kernel starts in notebooks/
+    assert "base" in out and "va" in out
+
+
+def test_epoch_offset_places_a_continuation_after_its_baseline(tiny_ckpt, tmp_path):
+    from poseaug_pl.compare import epoch_offset
+
+    run = tmp_path / "continuation"
+    run.mkdir()
+    (run / "config_resolved.yaml").write_text(f"model:\n  estimator_ckpt: {tiny_ckpt}\n")
+    assert epoch_offset(run) == 1  # the tiny baseline trained one epoch
+    assert epoch_offset(tmp_path) == 0  # no config: a run from scratch
+
+
 def test_notebooks_are_committed_without_outputs():
     for path in NOTEBOOKS.glob("*.ipynb"):
         nb = nbformat.read(path, as_version=4)

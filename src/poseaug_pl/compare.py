@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 
 from .utils import format_table
@@ -33,6 +34,23 @@ def read_log(run_dir: str | Path, key: str) -> list[tuple[int, int, float]]:
     with path.open(newline="") as f:
         return [(int(r["epoch"] or 0), int(r["step"] or 0), float(r[key]))
                 for r in csv.DictReader(f) if r.get(key)]  # fmt: skip
+
+
+def epoch_offset(run_dir: str | Path) -> int:
+    """Epochs the run's estimator had trained before it started: those of the checkpoint it
+    continued (``model.estimator_ckpt`` in ``config_resolved.yaml``), else 0. Plot a
+    continuation's epoch ``e`` at ``epoch_offset + e`` beside its baseline."""
+    cfg = Path(run_dir) / "config_resolved.yaml"
+    if not cfg.is_file():
+        return 0
+    from omegaconf import OmegaConf
+
+    ckpt = OmegaConf.select(OmegaConf.load(cfg), "model.estimator_ckpt", default=None)
+    if not ckpt or not Path(ckpt).is_file():
+        return 0
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
 
 
 def metric_rows(runs: dict[str, dict]) -> list[dict]:
@@ -69,11 +87,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+", help="run folders (with metrics.json)")
     ap.add_argument("--reference", help="run folder to compare MPJPE against")
     args = ap.parse_args(argv)
+    runs = {}
+    for r in args.runs:  # an unfinished run is left out of the table, with a warning
+        try:
+            runs[Path(r).name] = load_metrics(r)
+        except FileNotFoundError as e:
+            print(f"warning: {e}; left out", file=sys.stderr)
     try:
-        runs = {Path(r).name: load_metrics(r) for r in args.runs}
         ref = load_metrics(args.reference) if args.reference else None
     except FileNotFoundError as e:
-        raise SystemExit(f"error: {e}") from None
+        print(f"warning: {e}; no comparison against it", file=sys.stderr)
+        ref = None
+    if not runs:
+        raise SystemExit("error: none of the runs has a metrics.json")
     print(format_table(metric_rows(runs)))
     if ref is not None:
         name = Path(args.reference).name
