@@ -4,8 +4,12 @@ Runs the real training path (Lightning's loop, index batching from device tensor
 fake pools, the four optimisers in Algorithm 1's order, logging at the trainer's interval) for
 ``bench.warmup`` + ``bench.steps`` batches and times the last ``bench.steps``. Then it times the
 same networks' forward / backward / optimiser steps for the same batch in a plain loop, in the
-same process (``bare_ms_per_step``). ``overhead = ms_per_step / bare_ms_per_step`` is what
-everything around the arithmetic costs.
+same process (``bare_ms_per_step``). The two alternate ``bench.repeats`` times, so that a busy
+machine slows both alike; ``overhead`` is the median of the per-repeat ratios
+``ms_per_step / bare_ms_per_step`` (what everything around the arithmetic costs) and
+``overhead_range`` their minimum and maximum. A range that contains 1 means the difference is
+within the timing noise; a range entirely below 1 means the noise is larger than the effect (the
+machine was busy): neither is a real speed-up of Lightning over the bare loop.
 
 Examples::
 
@@ -14,7 +18,8 @@ Examples::
     python -m poseaug_pl.bench data.batch_size=4096 model/estimator=simplebaseline
 
 The LAST line of stdout is one JSON object with ``device``, ``estimator``, ``batch_size``,
-``ms_per_step``, ``samples_per_s``, ``bare_ms_per_step``, ``overhead``, the settings,
+``ms_per_step``, ``samples_per_s``, ``bare_ms_per_step`` (medians), ``overhead``,
+``overhead_range``, ``repeats``, the settings,
 ``est_epoch_s`` (training batches x ms_per_step, an estimate) and ``peak_mem_mb``.
 """
 
@@ -23,8 +28,10 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import statistics
 import tempfile
 import time
+import warnings
 
 import hydra
 import lightning as L
@@ -146,13 +153,34 @@ def time_bare(model, batch: dict, cfg: DictConfig) -> float:
     return (time.perf_counter() - t0) / cfg.bench.steps
 
 
+def _time_fit(cfg: DictConfig, model, dm, warmup: int, steps: int) -> tuple[float, torch.device]:
+    """Seconds of ``steps`` training batches after ``warmup`` in Lightning's loop; the device."""
+    timer = StepTimer(warmup, steps)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # the timed window is shorter than the logging interval on purpose: say nothing about it
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        trainer = hydra.utils.instantiate(
+            cfg.trainer, max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0,
+            num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, precision=cfg.precision,
+            logger=CSVLogger(tmp, name="bench"), callbacks=[timer],
+        )  # fmt: skip
+        trainer.fit(model, datamodule=dm)
+    if timer.seconds is None:
+        raise ConfigError(f"config: only {trainer.num_training_batches} training batches; "
+                          f"bench needs bench.warmup + bench.steps = {warmup + steps}")  # fmt: skip
+    return timer.seconds, trainer.strategy.root_device
+
+
 def bench(cfg: DictConfig) -> dict:
     """Time the training step and the bare loop; print the table and the JSON line."""
     validate(cfg)
     warmup, steps = int(cfg.bench.warmup), int(cfg.bench.steps)
-    if steps < 1 or warmup < 0:
-        raise ConfigError(f"config: bench.steps must be >= 1 and bench.warmup >= 0, got "
-                          f"{steps} and {warmup}")  # fmt: skip
+    if steps < 1 or warmup < 0 or int(cfg.bench.get("repeats", 3)) < 1:
+        raise ConfigError(
+            f"config: bench.steps and bench.repeats must be >= 1 and bench.warmup "
+            f">= 0, got {steps}, {cfg.bench.get('repeats')} and {warmup}"
+        )
     L.seed_everything(cfg.seed, verbose=False)
     dm = hydra.utils.instantiate(cfg.data)
     dm.check()
@@ -160,23 +188,16 @@ def bench(cfg: DictConfig) -> dict:
     if cfg.compile:
         for name in NETWORKS:
             setattr(model, name, torch.compile(getattr(model, name)))
-    timer = StepTimer(warmup, steps)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = hydra.utils.instantiate(
-            cfg.trainer, max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0,
-            num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
-            precision=cfg.precision, logger=CSVLogger(tmp, name="bench"), callbacks=[timer],
-        )  # fmt: skip
-        trainer.fit(model, datamodule=dm)
-    if timer.seconds is None:
-        raise ConfigError(f"config: only {trainer.num_training_batches} training batches; "
-                          f"bench needs bench.warmup + bench.steps = {warmup + steps}")  # fmt: skip
-    device = trainer.strategy.root_device
-    model.to(device)  # Lightning moves it back to the CPU after fit
+    repeats, fit_s, bare_s = int(cfg.bench.get("repeats", 3)), [], []
+    for _ in range(repeats):  # alternate the two loops: a busy machine slows both alike
+        seconds, device = _time_fit(cfg, model, dm, warmup, steps)
+        fit_s.append(seconds)
+        model.to(device)  # Lightning moves it back to the CPU after fit
+        batch = {k: v[: dm.batch_size].to(device) for k, v in dm.train_set.tensors().items()}
+        bare_s.append(time_bare(model, batch, cfg))
+    ratios = sorted(f / steps / b for f, b in zip(fit_s, bare_s))
+    ms, bare = 1000 * statistics.median(fit_s) / steps, statistics.median(bare_s)
     train_set = dm.train_set
-    batch = {k: v[: dm.batch_size].to(device) for k, v in train_set.tensors().items()}
-    bare = time_bare(model, batch, cfg)
-    ms = 1000 * timer.seconds / steps
     if device.type == "cuda":
         name = f"cuda: {torch.cuda.get_device_name(device)}"
     else:
@@ -188,7 +209,9 @@ def bench(cfg: DictConfig) -> dict:
         "ms_per_step": round(ms, 2),
         "samples_per_s": round(dm.batch_size / (ms / 1000), 1),
         "bare_ms_per_step": round(1000 * bare, 2),
-        "overhead": round(ms / (1000 * bare), 3),
+        "overhead": round(statistics.median(ratios), 3),
+        "overhead_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+        "repeats": repeats,
         "precision": str(cfg.precision),
         "compile": bool(cfg.compile),
         "steps": steps,
@@ -197,9 +220,13 @@ def bench(cfg: DictConfig) -> dict:
         "peak_mem_mb": peak_memory_mb(device),
         "torch": torch.__version__,
     }  # fmt: skip
+    lo, hi = result["overhead_range"]
+    verdict = ("within the timing noise" if lo <= 1 <= hi else
+               "noise larger than the effect (busy machine?)" if hi < 1 else "")  # fmt: skip
     print(f"{result['estimator']} batch {result['batch_size']} on {result['device']}: "
           f"{result['ms_per_step']} ms/step (bare networks {result['bare_ms_per_step']} ms), "
-          f"overhead {result['overhead']}")  # fmt: skip
+          f"overhead {result['overhead']} ({lo}-{hi} over {repeats} repeats"
+          f"{'; ' + verdict if verdict else ''})")  # fmt: skip
     print(json.dumps(result))
     return result
 
