@@ -90,6 +90,8 @@ BAD_VALUES = [
     ("data.val_fraction=0", "data.val_fraction=0 leaves no validation set"),
     ("data.val_fraction=1.5", "data.val_fraction must be a number in [0, 1)"),
     ("model.weights.adv3d=-1", "model.weights.adv3d must be a number >= 0"),
+    ("model.grad_clip=null", "model.grad_clip must be a number >= 0"),
+    ("model.estimator.dropout=null", "dropout=null is only meaningful for ST-GCN"),
 ]
 
 

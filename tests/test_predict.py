@@ -209,6 +209,8 @@ def _bad(tmp_path, poses16):
         ("not coco", "odd.json", size, "neither COCO annotations"),
         ("bad layout name", "ok.npy", [*size, "layout=openpose"], "layout must be auto or"),
         ("bad figure name", "ok.npy", [*size, f"figure={tmp_path / 'f.jpg'}"], "must be a .png"),
+        ("batch size 0", "ok.npy", [*size, "batch_size=0"], "batch_size must be an integer >= 1"),
+        ("min_score 1.5", "ok.npy", [*size, "min_score=1.5"], "min_score must be a number in"),
     ] + ([] if animation.writers.is_available("ffmpeg") else [
         ("mp4 without ffmpeg", "ok.npy", [*size, f"animation={tmp_path / 'a.mp4'}"], "ffmpeg"),
     ])  # fmt: skip
@@ -298,3 +300,45 @@ def test_trainer_predict_returns_the_estimators_output(ckpt, poses16):
     out = torch.cat(trainer.predict(model, loader))
     model.eval()
     torch.testing.assert_close(out, model.estimator(x))
+
+
+def test_h36m17_with_the_legs_out_of_frame_is_still_h36m17(poses16):
+    h17 = np.insert(poses16, 9, (poses16[:, 8] + poses16[:, 9]) / 2, axis=1)
+    ok = np.ones(h17.shape[:2], bool)
+    ok[12:, [2, 3, 5, 6]] = False  # knees and feet leave the frame: pelvis and hips remain
+    assert detect_layout(h17, ok) == "h36m17"
+    check_layout(h17, ok, "h36m17")
+
+
+def test_a_zero_score_is_missing_even_with_min_score_0(ckpt, poses16):
+    holes = poses16.copy()
+    holes[5, 12] = np.nan  # read as score 0 at pixel (0, 0)
+    out = Lifter.from_checkpoint(ckpt).lift(holes, (W, H), layout="poseaug16", min_score=0.0)
+    ref = Lifter.from_checkpoint(ckpt).lift(holes, (W, H), layout="poseaug16", min_score=0.3)
+    np.testing.assert_allclose(out, ref)  # filled from frames 4 and 6 both times
+
+
+def test_lift_with_nan_returns_nan_rows_even_when_no_pose_is_complete(ckpt, poses16):
+    one = poses16[:1].copy()
+    one[0, 12] = np.nan
+    rows = Lifter.from_checkpoint(ckpt).lift(one, (W, H), layout="poseaug16", on_invalid="nan")
+    assert rows.shape == (1, 16, 3) and np.isnan(rows).all()
+
+
+def test_videos_without_metadata_take_the_command_line_size(ckpt, poses16, tmp_path):
+    coco = coco_from_16(poses16)
+    videos = {"a": {"custom": [coco[:20]]}, "b": {"custom": [coco[20:]]}}
+    meta = {
+        "layout_name": "coco",
+        "num_joints": 17,
+        "video_metadata": {"a": {"w": 1920, "h": 1080}},
+    }
+    np.savez(tmp_path / "vp.npz", positions_2d=videos, metadata=meta)
+    out = tmp_path / "out.npz"
+    r = cli("predict", f"ckpt_path={ckpt}", f"input={tmp_path / 'vp.npz'}", f"output={out}",
+            "image_width=1000", "image_height=1000", "flip=false")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = np.load(out)["pose2d"]
+    hips = (coco[:, 11] + coco[:, 12]) / 2
+    np.testing.assert_allclose(got[0, 0], hips[0] / 1920 * 2 - [1, 1080 / 1920], atol=1e-5)
+    np.testing.assert_allclose(got[25, 0], hips[25] / 1000 * 2 - [1, 1], atol=1e-5)

@@ -241,22 +241,31 @@ def test_resume_into_a_new_folder_gives_the_uninterrupted_runs_results(tmp_path)
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
 
 
+class CrashAtBatch(L.Callback):
+    """Raises at batch ``batch`` of epoch ``epoch``, after the batches before it were logged."""
+
+    def __init__(self, epoch, batch):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            trainer.loggers[0].save()  # what a process killed later would have flushed
+            raise RuntimeError("simulated crash")
+
+
 def test_resume_in_place_appends_to_the_csv_log(tmp_path):
+    """Rows a crashed process logged after its last checkpoint are dropped, the rest kept."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     common = [*TINY_CSV, "trainer.max_epochs=3", "test=false"]
+    read = lambda p: list(csv.DictReader(open(p / "csv" / "metrics.csv")))  # noqa: E731
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = lambda out, *extra: compose("train", [*common, f"paths.output_dir={out}", *extra])  # noqa: E731
         train(cfg(full))
         with pytest.raises(RuntimeError, match="simulated crash"):
-            train(cfg(cut), extra_callbacks=[CrashAt(2)])
-        log = cut / "csv" / "metrics.csv"
-        rows = log.read_text().splitlines()
-        header = rows[0].split(",")
-        stray = ["" for _ in header]
-        stray[header.index("step")] = "999999"  # a row a killed process logged after its checkpoint
-        log.write_text("\n".join([*rows, ",".join(stray)]) + "\n")
+            train(cfg(cut), extra_callbacks=[CrashAtBatch(2, 3)])
+        steps = [int(r["step"]) for r in read(cut)]
+        assert max(steps) >= 12  # epoch 2 had logged rows past the epoch-1 checkpoint
         train(cfg(cut, f"ckpt_path={cut / 'checkpoints/last.ckpt'}"))
-    read = lambda p: list(csv.DictReader(open(p / "csv" / "metrics.csv")))  # noqa: E731
     a, b = read(full), read(cut)
     assert [r["step"] for r in a] == [r["step"] for r in b]
     assert [r.get("val/mpjpe") for r in a] == [r.get("val/mpjpe") for r in b]
@@ -285,3 +294,17 @@ def test_run_checkpoint_keeps_its_best_score_in_a_new_folder(tmp_path):
     assert ours.best_model_path == str(new / "best.ckpt")
     assert (new / "best.ckpt").read_bytes() == b"weights"
     assert ours.state_key == plain.state_key  # old checkpoints restore into it
+
+
+def test_run_checkpoint_forgets_a_best_file_that_no_longer_exists(tmp_path):
+    from poseaug_pl.resume import RunCheckpoint
+
+    gone = str(tmp_path / "old" / "checkpoints" / "best.ckpt")
+    state = {"monitor": "val/mpjpe", "best_model_score": torch.tensor(42.0), "dirpath":
+             str(tmp_path / "old" / "checkpoints"), "best_model_path": gone,
+             "kth_best_model_path": gone, "kth_value": torch.tensor(42.0),
+             "best_k_models": {gone: torch.tensor(42.0)}, "last_model_path": ""}  # fmt: skip
+    ours = RunCheckpoint(dirpath=tmp_path / "new" / "checkpoints", monitor="val/mpjpe")
+    ours.load_state_dict(state)
+    assert ours.best_model_score is None and ours.best_model_path == ""
+    assert ours.best_k_models == {}  # the next epoch's checkpoint becomes the best

@@ -15,6 +15,7 @@ from . import viz
 from .models import augmentation_parameters
 from .module import frozen_bn_statistics
 from .plausibility import augmentation_statistics, format_table
+from .resume import logged_step
 from .utils import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class AugmentationFigures(L.Callback):
         )
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
-                logger.log_image("train/aug/figure", [str(path)], step=trainer.global_step)
+                logger.log_image("train/aug/figure", [str(path)], step=logged_step(trainer))
         viz.close(fig)
 
 
@@ -107,7 +108,7 @@ class AugmentationHistograms(L.Callback):
         params = {k: v.float().cpu().numpy() for k, v in augmentation_parameters(aug).items()}
         self._epoch.append(params)
         summary = {f"train/aug/params/{k}_mean": float(v.mean()) for k, v in params.items()}
-        step = trainer.global_step
+        step = logged_step(trainer)
         for logger in trainer.loggers:
             kind = type(logger).__name__
             if kind == "WandbLogger":
@@ -204,8 +205,9 @@ class PlausibilityReport(L.Callback):
                                   f"({len(idx)} training poses):"), flush=True)  # fmt: skip
         metrics = {f"aug/plaus/{k}": v for k, v in stats["augmented"].items()}
         metrics.update({f"aug/plaus/real_{k}": v for k, v in stats["real"].items()})
+        last_batch = max(0, logged_step(trainer) - 1)  # the epoch it describes ends there
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+            logger.log_metrics(metrics, step=last_batch)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps({"epoch": epoch, "step": pl_module.augmentor_steps, **stats}) + "\n")

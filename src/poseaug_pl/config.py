@@ -123,10 +123,7 @@ CHECKS.update(
         ),
         "model.pool_size": _int_at_least(1),
         "model.warmup_steps": _int_at_least(0),
-        "model.grad_clip": (
-            (lambda v: v is None or (_is_num(v) and v >= 0)),
-            "a number >= 0 or null",
-        ),
+        "model.grad_clip": _non_negative(),  # 0 turns clipping off
         "data.eval_batch_size": _int_at_least(1),
         "data.train_sequences": _int_at_least(1),
         "data.test_sequences": _int_at_least(0),
@@ -163,6 +160,16 @@ def _relations(cfg: DictConfig) -> None:
         raise ConfigError(
             f"config: data.batch_size={batch} > model.pool_size={pool}: the fake "
             "pools must hold at least one batch; raise model.pool_size"
+        )
+    target = str(_get(cfg, "model.estimator._target_") or "")
+    if (
+        "dropout" in (_get(cfg, "model.estimator") or {})
+        and _get(cfg, "model.estimator.dropout") is None
+        and not target.endswith("STGCN")
+    ):
+        raise ConfigError(
+            f"config: model.estimator.dropout=null is only meaningful for ST-GCN "
+            f"(PoseAug's per-layer rates); {target.rsplit('.', 1)[-1]} needs a number"
         )
     start, end = _get(cfg, "model.hard_ratio.start"), _get(cfg, "model.hard_ratio.end")
     if augment and _is_num(start) and _is_num(end) and start > end:

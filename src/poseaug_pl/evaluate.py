@@ -58,8 +58,9 @@ def _overrides() -> list:
 
 def data_config(cfg: DictConfig) -> DictConfig:
     """The data config to evaluate on: the checkpoint run's own, with the command line's
-    ``data.*`` / ``+data.*`` / ``~data.*`` overrides applied on top; a ``data=NAME`` group
-    choice (or ``data_from_run=false``) replaces it with the composed one.
+    ``data.*`` / ``+data.*`` overrides applied on top; a ``data=NAME`` group choice replaces it
+    with the composed one. (``~data.*`` deletions are not supported: the placeholder config
+    ``conf/data/from_run.yaml`` holds nulls, which Hydra refuses to delete.)
 
     Raises:
         ConfigError: a ``model.*`` override (the checkpoint's model is evaluated as trained).

@@ -46,7 +46,7 @@ HEAD_ABOVE_NOSE = 0.2
 
 #: Telling COCO from Human3.6M-17 by geometry (shares of the body's height, per pose): joints
 #: 0-4 (COCO's face; Human3.6M-17's pelvis, right leg and left hip) span under
-#: `FACE_SPREAD_THRESHOLD` in COCO; where fewer than 3 of them are visible, joint 0 lies within
+#: `FACE_SPREAD_THRESHOLD` in COCO; where fewer than 4 of them are visible, joint 0 lies within
 #: `NOSE_SHOULDER_THRESHOLD` of the mid-point of joints 5 and 6 in COCO (nose and shoulders)
 #: and farther in Human3.6M-17 (pelvis and left knee/foot). Measured on S9/S11 projections: COCO
 #: medians 0.07-0.13, Human3.6M-17 0.20-0.45 (the second test).
@@ -83,7 +83,7 @@ COCO_TO_16 = _coco_matrix()
 def coco_likeness(xy: np.ndarray, valid: np.ndarray) -> float:
     """How COCO-like 17-joint poses look: below 1 COCO, above 1 Human3.6M-17.
 
-    Per pose, the span of joints 0-4 over `FACE_SPREAD_THRESHOLD` (where at least 3 of them are
+    Per pose, the span of joints 0-4 over `FACE_SPREAD_THRESHOLD` (where at least 4 of them are
     visible), else the distance of joint 0 from the mid-point of joints 5 and 6 over
     `NOSE_SHOULDER_THRESHOLD`, both as shares of the body's height; the median over poses.
 
@@ -100,7 +100,7 @@ def coco_likeness(xy: np.ndarray, valid: np.ndarray) -> float:
         height = np.ptp(p[v], axis=0).max()
         if height <= 0:
             continue
-        if v[:5].sum() >= 3:
+        if v[:5].sum() >= 4:  # (3 could be Human3.6M's pelvis and hips alone: hip width)
             ratios.append(np.ptp(p[:5][v[:5]], axis=0).max() / height / FACE_SPREAD_THRESHOLD)
         elif v[[0, 5, 6]].all():
             gap = np.linalg.norm(p[0] - (p[5] + p[6]) / 2)

@@ -45,7 +45,7 @@ class Prepared:
 
 
 def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: bool = True,
-            image_size=None) -> Prepared:  # fmt: skip
+            image_size=None, require_valid: bool = True) -> Prepared:  # fmt: skip
     """Convert read keypoints to the estimator's normalised 16-joint input.
 
     Args:
@@ -55,23 +55,25 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
         min_score: points scored below this are missing.
         fill: fill missing joints from the same track's neighbouring frames.
         image_size: ``(width, height)`` pixels, used where the file carries no image size.
+        require_valid: raise if no pose can be completed (else return them all invalid).
 
     Raises:
         DataError: no image size, a layout that does not fit, or no pose left to lift.
     """
-    present = kp.score >= min_score
+    present = (kp.score >= min_score) & (kp.score > 0)  # a score of 0 is a missing point
     try:
         if layout == "auto":
             layout = kp.layout or detect_layout(kp.xy, present)
         check_layout(kp.xy, present, layout)
     except LayoutError as e:
         raise DataError(str(e)) from None
-    size = kp.image_size
-    if size is None:
+    size = np.full((len(kp), 2), np.nan) if kp.image_size is None else kp.image_size.copy()
+    unknown = np.isnan(size).any(1)  # rows whose source has no image size
+    if unknown.any():
         if image_size is None or any(v is None for v in image_size):
-            raise DataError(f"the input ({kp.kind}) carries no image size: pass image_width= and "
-                            "image_height= (pixels)")  # fmt: skip
-        size = np.tile(np.asarray(image_size, dtype=np.float64), (len(kp), 1))
+            raise DataError(f"the input ({kp.kind}) carries no image size for {int(unknown.sum())} "
+                            "poses: pass image_width= and image_height= (pixels)")  # fmt: skip
+        size[unknown] = np.asarray(image_size, dtype=np.float64)
     if (size <= 0).any():
         raise DataError("image width and height must be positive")
     if not present.any():
@@ -81,7 +83,7 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
         xy16 = fill_from_track(xy16, kp.track, kp.frame)
     have = ~np.isnan(xy16[..., 0])
     valid = have.all(1)
-    if not valid.any():
+    if require_valid and not valid.any():
         raise DataError(
             f"no pose has all {NUM_JOINTS} joints with a score of at least "
             f"min_score={min_score} (after filling from neighbouring frames)"
@@ -175,7 +177,8 @@ class Lifter:
         """
         if on_invalid not in ("raise", "nan"):
             raise ValueError(f"on_invalid must be 'raise' or 'nan', got {on_invalid!r}")
-        prep = prepare(from_array(keypoints), layout, min_score, fill, image_size)
+        prep = prepare(from_array(keypoints), layout, min_score, fill, image_size,
+                       require_valid=on_invalid == "raise")  # fmt: skip
         if on_invalid == "raise" and not prep.valid.all():
             raise DataError(
                 f"{int((~prep.valid).sum())} of {len(prep.valid)} poses miss joints "

@@ -38,6 +38,7 @@ from .camera import project_to_2d
 from .config import TrainingDiverged
 from .metrics import PoseMetrics, mpjpe, pa_mpjpe
 from .pools import FakePool
+from .resume import logged_step
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +374,8 @@ class PoseAugModule(L.LightningModule):
         which step that first happened."""
         i = NETWORKS.index(net)
         bad = ~torch.isfinite(loss.detach())
-        self._bad_step[i] = torch.where(bad & ~self._bad[i], self.global_step, self._bad_step[i])
+        step = logged_step(self._trainer) if self._trainer is not None else 0
+        self._bad_step[i] = torch.where(bad & ~self._bad[i], step, self._bad_step[i])
         self._bad[i] |= bad
 
     def check_health(self) -> None:
@@ -435,13 +437,21 @@ class PoseAugModule(L.LightningModule):
         reason = self.collapse_reason()
         if reason is None:
             return
-        where = f"GAN collapse at step {self.global_step}: {reason} over the last window"
+        where = f"GAN collapse at step {logged_step(self.trainer)}: {reason} over the last window"
         mode = self.hparams.on_collapse
         if mode == "restore" and self.restores < 3 and self._restore_last_checkpoint(where):
             return
         if mode in ("stop", "restore"):
-            raise TrainingDiverged(f"training collapsed: {where}; change the seed or the learning "
-                                   "rates, or use model.on_collapse=restore")  # fmt: skip
+            why = (
+                ""
+                if mode == "stop"
+                else "; 3 restores used"
+                if self.restores >= 3
+                else "; no checkpoint to restore"
+            )
+            hint = "model.on_collapse=restore" if mode == "stop" else "another seed"
+            raise TrainingDiverged(f"training collapsed: {where}{why}; change the seed or the "
+                                   f"learning rates, or try {hint}")  # fmt: skip
         if reason.split(" ")[1] not in self._collapse_warned:
             self._collapse_warned.add(reason.split(" ")[1])
             log.warning("%s (model.on_collapse=stop or restore acts on it)", where)

@@ -36,8 +36,16 @@ def check(cfg: DictConfig) -> None:
                           f"got {cfg.layout!r}")  # fmt: skip
     if not str(cfg.output).endswith(".npz"):
         raise ConfigError(f"config: output must be a .npz file, got {cfg.output!r}")
-    if not isinstance(cfg.min_score, (int, float)) or isinstance(cfg.min_score, bool):
-        raise ConfigError(f"config: min_score must be a number, got {cfg.min_score!r}")
+    if (
+        not isinstance(cfg.min_score, (int, float))
+        or isinstance(cfg.min_score, bool)
+        or not (0 <= cfg.min_score <= 1)
+    ):
+        raise ConfigError(f"config: min_score must be a number in [0, 1], got {cfg.min_score!r}")
+    for key in ("batch_size", "figure_frames", "animation_frames", "fps"):
+        v = cfg.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"config: {key} must be an integer >= 1, got {v!r}")
     for key in ("image_width", "image_height"):
         v = cfg.get(key)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -36,26 +37,32 @@ class RunCheckpoint(ModelCheckpoint):
         """Restore the state; from another folder, copy its checkpoint files here first."""
         old = state_dict.get("dirpath")
         if old and self.dirpath and os.path.realpath(old) != os.path.realpath(self.dirpath):
-            state_dict = self._relocated(state_dict, Path(self.dirpath))
+            state_dict = self._relocated(state_dict, Path(self.dirpath), self.mode)
         super().load_state_dict(state_dict)
 
     @staticmethod
-    def _relocated(state: dict, here: Path) -> dict:
-        def moved(path):
+    def _relocated(state: dict, here: Path, mode: str = "min") -> dict:
+        def moved(path) -> str:  # "" when the file is gone (nothing to carry over)
             if not path:
-                return path
+                return ""
             new = here / Path(path).name
             if Path(path).is_file() and not new.exists():
                 here.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, new)
-            return str(new)
+            return str(new) if new.exists() else ""
 
-        best = {moved(p): v for p, v in state.get("best_k_models", {}).items()}
+        best = {m: v for p, v in state.get("best_k_models", {}).items() if (m := moved(p))}
+        best_path = moved(state.get("best_model_path"))
+        out = {**state, "dirpath": str(here), "best_k_models": best, "best_model_path": best_path,
+               "kth_best_model_path": moved(state.get("kth_best_model_path")),
+               "last_model_path": moved(state.get("last_model_path"))}  # fmt: skip
+        if state.get("best_model_path") and not best_path:  # the old best file is gone
+            log.warning("resumed run: %s no longer exists; the best checkpoint starts afresh",
+                        state["best_model_path"])  # fmt: skip
+            worst = torch.tensor(float("inf") if mode == "min" else -float("inf"))
+            out.update(best_model_score=None, kth_value=worst, best_k_models={})
         log.info("resumed run: checkpoint state of %s carried into %s", state["dirpath"], here)
-        return {**state, "dirpath": str(here), "best_k_models": best,
-                "best_model_path": moved(state.get("best_model_path")),
-                "kth_best_model_path": moved(state.get("kth_best_model_path")),
-                "last_model_path": moved(state.get("last_model_path"))}  # fmt: skip
+        return out
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -98,10 +105,17 @@ class TrimResumedLogs(L.Callback):
         """Runs after the checkpoint is restored (``trainer.global_step`` is the resumed one)."""
         if trainer.ckpt_path is None:
             return
+        step = logged_step(trainer)  # the loggers' step (batches), not optimiser steps
         for logger in trainer.loggers:
             writer = getattr(logger, "experiment", None)
             if isinstance(writer, _AppendingWriter):
-                dropped = writer.drop_rows_after(trainer.global_step)
+                dropped = writer.drop_rows_after(step - 1)
                 if dropped:
-                    log.info("resumed run: %d log rows after step %d dropped", dropped,
-                             trainer.global_step)  # fmt: skip
+                    log.info("resumed run: %d log rows from step %d on dropped", dropped, step)
+
+
+def logged_step(trainer) -> int:
+    """The step the loggers write (training batches that stepped; Lightning counts every
+    optimiser step in ``global_step``, four per batch here)."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    return int(getattr(loop, "_batches_that_stepped", trainer.global_step))

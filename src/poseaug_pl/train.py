@@ -28,6 +28,7 @@ from . import tracking
 from .ckpt import read_checkpoint
 from .cli import entry_point
 from .config import validate
+from .resume import logged_step
 from .sweep import objective
 from .utils import format_table, write_text_atomic
 
@@ -185,7 +186,7 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
         return plain_metrics(model.test_results)
     metrics = write_metrics(model.test_results, out / "metrics.json")
     figure = tracking.report_evaluation(model.test_results, out / "figures", trainer.loggers,
-                                        step=trainer.global_step)  # fmt: skip
+                                        step=logged_step(trainer))  # fmt: skip
     tracking.log_checkpoint(trainer.loggers, best)
     val = ckpt.best_model_score if ckpt is not None else None
     epochs = f"{trainer.current_epoch - before} epochs in {took:.0f}s" + (

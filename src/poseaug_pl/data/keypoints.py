@@ -33,7 +33,8 @@ class Keypoints:
         xy: (N, J, 2) float64 pixels.
         score: (N, J) float64 confidence (1 for a present point where the file has no scores,
             0 for a missing one).
-        image_size: (N, 2) float64 image width and height, or None when the file has none.
+        image_size: (N, 2) float64 image width and height (NaN rows where unknown), or None
+            when the file has none.
         track: (N,) int64 track id (frames of one video share it; -1: a lone image).
         frame: (N,) int64 frame number within the track (the row number for lone images).
         image_id: (N,) int64 COCO image id (-1 where the source has none).
@@ -160,11 +161,15 @@ def read_videopose(path: Path, npz) -> Keypoints:
         parts.append(kp)
         names.append(str(video))
         vm = video_meta.get(video)
-        sizes.append(None if vm is None else (float(vm["w"]), float(vm["h"])))
+        try:
+            sizes.append((np.nan, np.nan) if vm is None else (float(vm["w"]), float(vm["h"])))
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: metadata['video_metadata'][{video!r}] has no numeric 'w' "
+                            "and 'h' (image width and height)") from None  # fmt: skip
     if len({p.xy.shape[1] for p in parts}) > 1:
         raise DataError(f"{path}: the videos have different joint counts")
-    size = None
-    if all(s is not None for s in sizes):
+    size = None  # per video; NaN rows (videos without metadata) take image_width/height
+    if any(not np.isnan(s[0]) for s in sizes):
         size = np.concatenate([np.tile(s, (len(p), 1)) for s, p in zip(sizes, parts)])
     cat = {k: np.concatenate([getattr(p, k) for p in parts])
            for k in ("xy", "score", "track", "frame", "image_id")}  # fmt: skip
