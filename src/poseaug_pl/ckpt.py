@@ -23,9 +23,16 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # memory-mapped: checking a file costs no full read; tensors load on first use
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint"
         raise DataError(f"{path}: not a readable {what} ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise DataError(f"{path}: not a poseaug-pl training checkpoint (no state_dict)")
     return ckpt
+
+
+def sub_state(ckpt: dict, prefix: str) -> dict:
+    """The ``prefix.*`` entries of a checkpoint's ``state_dict``, with the prefix removed."""
+    head = prefix + "."
+    return {k.removeprefix(head): v for k, v in ckpt["state_dict"].items() if k.startswith(head)}

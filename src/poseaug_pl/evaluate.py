@@ -79,17 +79,9 @@ def data_config(cfg: DictConfig) -> DictConfig:
                           "data=h36m data.root=PATH")  # fmt: skip
     data = run.data
     OmegaConf.set_struct(data, False)
-    for o in overrides:
-        key = o.key_or_group
-        if not key.startswith("data."):
-            continue
-        if o.is_delete():
-            parent, _, leaf = key[len("data.") :].rpartition(".")
-            node = OmegaConf.select(data, parent) if parent else data
-            if node is not None and leaf in node:
-                node.pop(leaf)
-        else:
-            OmegaConf.update(data, key[len("data.") :], o.value(), force_add=True)
+    for o in overrides:  # (Hydra refuses ~data.* deletions of the placeholder nulls earlier)
+        if o.key_or_group.startswith("data."):
+            OmegaConf.update(data, o.key_or_group[len("data.") :], o.value(), force_add=True)
     return data
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .camera import normalize_screen_coordinates
-from .ckpt import read_checkpoint
+from .ckpt import read_checkpoint, sub_state
 from .data.keypoints import Keypoints, from_array
 from .data.poseset import DataError
 from .layouts import LayoutError, check_layout, detect_layout, fill_from_track, to_poseaug16
@@ -105,9 +105,7 @@ def load_estimator(path: str | Path, device: str | torch.device = "cpu") -> torc
     if "estimator" not in hp:
         raise DataError(f"{path}: not a poseaug-pl training checkpoint (no estimator config)")
     estimator = hydra.utils.instantiate(hp["estimator"])
-    state = {k.removeprefix("estimator."): v for k, v in ckpt["state_dict"].items()
-             if k.startswith("estimator.")}  # fmt: skip
-    estimator.load_state_dict(state)
+    estimator.load_state_dict(sub_state(ckpt, "estimator"))
     return estimator.to(device).eval()
 
 
@@ -146,8 +144,8 @@ class Lifter:
     @torch.no_grad()
     def lift_normalised(self, pose2d) -> np.ndarray:
         """(N, 16, 2) normalised 2D (array or tensor) -> (N, 16, 3) float32 root-relative metres."""
-        x = torch.as_tensor(np.asarray(pose2d, dtype=np.float32) if not isinstance(
-            pose2d, torch.Tensor) else pose2d, dtype=torch.float32)  # fmt: skip
+        x = torch.as_tensor(pose2d if isinstance(pose2d, torch.Tensor) else np.asarray(pose2d))
+        x = x.float()
         if x.ndim != 3 or x.shape[1:] != (NUM_JOINTS, 2):
             raise ValueError(f"pose2d must be (N, 16, 2), got {tuple(x.shape)}")
         t0 = time.perf_counter()

@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import losses
 from . import skeleton as sk
 from .camera import project_to_2d
+from .ckpt import read_checkpoint, sub_state
 from .config import TrainingDiverged
 from .metrics import PoseMetrics, mpjpe, pa_mpjpe
 from .pools import FakePool
@@ -244,10 +245,7 @@ class PoseAugModule(L.LightningModule):
 
     def load_estimator(self, path: str) -> None:
         """Initialise the estimator from a checkpoint of this module (e.g. a baseline run)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-        est = {
-            k.removeprefix("estimator."): v for k, v in state.items() if k.startswith("estimator.")
-        }
+        est = sub_state(read_checkpoint(path, "model.estimator_ckpt"), "estimator")
         if not est:
             raise ValueError(f"{path}: no estimator weights in this checkpoint")
         self.estimator.load_state_dict(est)
@@ -259,7 +257,7 @@ class PoseAugModule(L.LightningModule):
         Used to start from a stand-alone augmentor pretraining run, so that runs which only
         differ after the warm-up (a sweep over the hard ratio) do not repeat it.
         """
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        state = read_checkpoint(path, "model.augmentor_ckpt")["state_dict"]
         prefixes = ("augmentor.", "d3d.", "d2d.", "pool3d.", "pool2d.")
         part = {k: v for k, v in state.items() if k.startswith(prefixes)}
         if not any(k.startswith("augmentor.") for k in part):
@@ -406,13 +404,18 @@ class PoseAugModule(L.LightningModule):
         """Add this batch's in-frame share and flat share (x' whose 2D joints lie on a point or
         a line: the smaller principal axis under 1% of the larger) to the window, on device."""
         x = out["rt_2d"] - out["rt_2d"].mean(-2, keepdim=True)
-        cov = x.transpose(-1, -2) @ x  # (B, 2, 2)
-        tr, det = cov.diagonal(dim1=-2, dim2=-1).sum(-1), torch.linalg.det(cov)
-        gap = (tr * tr / 4 - det).clamp_min(0).sqrt()
-        small, large = tr / 2 - gap, tr / 2 + gap
+        xx, yy, xy = (
+            x[..., 0].pow(2).sum(-1),
+            x[..., 1].pow(2).sum(-1),
+            (x[..., 0] * x[..., 1]).sum(-1),
+        )
+        half_tr = (xx + yy) / 2  # eigenvalues of the 2x2 covariance: half_tr -+ gap
+        gap = (half_tr.pow(2) - (xx * yy - xy.pow(2))).clamp_min(0).sqrt()
+        small, large = half_tr - gap, half_tr + gap
         flat = (small < 1e-4 * large) | (large < 1e-8)
-        self._window[3:] += torch.stack([inside.float().mean(), flat.float().mean(),
-                                         torch.ones_like(tr[0])])  # fmt: skip
+        self._window[3] += inside.float().mean()
+        self._window[4] += flat.float().mean()
+        self._window[5] += 1
 
     def collapse_reason(self) -> str | None:
         """Why the latest window looks collapsed (None if it does not); resets the window."""
@@ -473,10 +476,6 @@ class PoseAugModule(L.LightningModule):
         log.warning("%s: restored %s and re-seeded (%d), restore %d of 3", where, paths[-1], seed,
                     self.restores)  # fmt: skip
         return True
-
-    def on_train_epoch_end(self) -> None:
-        """Check the health flags at every epoch end."""
-        self.check_health()
 
     @contextmanager
     def _optimising(self, opt):
@@ -624,10 +623,10 @@ class PoseAugModule(L.LightningModule):
                 loss, real_acc, fake_acc = self.discriminator_loss(disc, real, pool.query(fake))
                 self._update(opt, loss, tag)
             self._window[0 if tag == "d3d" else 1] += (real_acc + fake_acc) / 2
-            self._window[2] += 0.5  # two discriminators per D step
             self.log_dict({f"train/disc/{tag}_loss": loss.detach(),
                            f"train/disc/{tag}_real_acc": real_acc,
                            f"train/disc/{tag}_fake_acc": fake_acc})  # fmt: skip
+        self._window[2] += 1  # discriminator steps in the window
 
     def training_step(self, batch, batch_idx):
         """One batch of Algorithm 1 (or of the released phases, or of the baseline)."""
@@ -639,9 +638,8 @@ class PoseAugModule(L.LightningModule):
         out = self._augmentor_step(opt_a, x3, x2, cam)  # 1. augmentor
         if batch_idx % self.hparams.d_every == 0:
             self._discriminator_step((opt_d3, opt_d2), x3, x2, out)  # 2. discriminators
-        inside = (out["rt_2d"].abs() <= 1).flatten(1).all(1) & out["rt"].isfinite().flatten(1).all(
-            1
-        )
+        finite = out["rt"].isfinite().flatten(1).all(1)
+        inside = (out["rt_2d"].abs() <= 1).flatten(1).all(1) & finite
         self.log("train/aug/inside_frac", inside.float().mean())
         self._watch_augmentation(out, inside)
         aug = (out["rt_2d"], out["rt"], inside)
@@ -850,6 +848,8 @@ class PoseAugModule(L.LightningModule):
                 state[f"{name}.items"] = torch.zeros_like(pool.items)
                 state[f"{name}.count"] = torch.zeros_like(pool.count)
         self.augmentor_steps = int(checkpoint.get("augmentor_steps", 0))
+        #: epochs trained before a resume (the summary line counts this process's own)
+        self.resumed_epochs = int(checkpoint.get("epoch", -1)) + 1
         if "rng_cpu" in checkpoint:
             torch.set_rng_state(checkpoint["rng_cpu"])
         if "rng_cuda" in checkpoint and torch.cuda.is_available():

@@ -168,7 +168,6 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
     """Fit, then test the chosen checkpoint on every test set; write metrics.json and figures."""
     out = output_dir(cfg)
     resumed = cfg.get("ckpt_path")
-    before = read_checkpoint(resumed, "ckpt_path").get("epoch", -1) + 1 if resumed else 0
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=resumed)
     took = time.perf_counter() - t0
@@ -189,6 +188,7 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
                                         step=logged_step(trainer))  # fmt: skip
     tracking.log_checkpoint(trainer.loggers, best)
     val = ckpt.best_model_score if ckpt is not None else None
+    before = getattr(model, "resumed_epochs", 0) if resumed else 0
     epochs = f"{trainer.current_epoch - before} epochs in {took:.0f}s" + (
         f" (resumed after {before}: {trainer.current_epoch} in all)" if resumed else ""
     )
