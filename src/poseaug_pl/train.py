@@ -170,6 +170,7 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
     resumed = cfg.get("ckpt_path")
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=resumed)
+    before = getattr(model, "resumed_epochs", 0) if resumed else 0  # (test reloads another ckpt)
     took = time.perf_counter() - t0
     if not cfg.get("test", True) or trainer.interrupted:
         return {}
@@ -188,7 +189,6 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
                                         step=logged_step(trainer))  # fmt: skip
     tracking.log_checkpoint(trainer.loggers, best)
     val = ckpt.best_model_score if ckpt is not None else None
-    before = getattr(model, "resumed_epochs", 0) if resumed else 0
     epochs = f"{trainer.current_epoch - before} epochs in {took:.0f}s" + (
         f" (resumed after {before}: {trainer.current_epoch} in all)" if resumed else ""
     )

@@ -132,9 +132,9 @@ class PoseDataModule(L.LightningDataModule):
                     len(sampler),
                 )
                 bs = len(sampler)
-            needed = {k: v for k, v in self.train_set.tensors().items()  # what training reads
-                      if k in ("pose3d", "pose2d", "cam")}  # fmt: skip
-            self._train_loader = TensorBatches(needed, bs, sampler, drop_last=True)
+            self._train_loader = TensorBatches(
+                self.train_set.tensors(), bs, sampler, drop_last=True
+            )
         return self._train_loader
 
     def _eval_loader(self, data: PoseSet) -> TensorBatches:
