@@ -1,8 +1,9 @@
 """Specification of the fidelity switches (warm-up by steps, augmentor checkpoints, feedback mode,
-in-frame re-batching, BatchNorm of augmented batches, discriminator init) and of the
-augmentation plausibility statistics."""
+in-frame re-batching, BatchNorm of augmented batches, discriminator init, bone-length jitter) and
+of the augmentation plausibility statistics."""
 
 import math
+import re
 
 import hydra
 import pytest
@@ -12,6 +13,8 @@ from torch import nn
 from helpers import tiny_cfg
 from poseaug_pl import plausibility as pl
 from poseaug_pl import skeleton as sk
+from poseaug_pl.camera import project_to_2d
+from poseaug_pl.config import ConfigError, validate
 from poseaug_pl.models import KCSDiscriminator, Pose2DDiscriminator
 from poseaug_pl.rotation import axis_angle_to_matrix
 from poseaug_pl.train import train
@@ -312,3 +315,39 @@ def test_augmentor_ckpt_of_another_rotation_head_is_refused_clearly(tmp_path):
         _module(
             tmp_path / "m", f"model.augmentor_ckpt={ckpt}", "model.augmentor.rotation=quaternion"
         )
+
+
+# --- bone-length jitter -----------------------------------------------------------------------
+
+
+def _batch_of(pose3d: torch.Tensor) -> dict:
+    cam = torch.tensor([[2.0, 2.0, 0, 0, 0, 0, 0, 0, 0]]).expand(len(pose3d), 9)
+    return {"pose3d": pose3d, "pose2d": _project(pose3d), "cam": cam}
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.3])
+def test_bone_jitter_scales_each_bone_group_within_its_range(tmp_path, jitter):
+    model = _module(tmp_path, f"model.bone_jitter={jitter}").train()
+    template = sk.bone_lengths(_upright_pose())  # the swap's only subject: the pose itself
+    model.bone_templates = template
+    pose = _upright_pose().expand(512, 16, 3).clone()
+    x3, x2, cam = model._source(_batch_of(pose))
+    ratio = sk.bone_lengths(x3) / template
+    groups = torch.tensor(sk.BONE_SYMMETRY_GROUP)
+    for g in range(sk.NUM_BONE_GROUPS):  # left and right bones of a group share one factor
+        assert torch.allclose(ratio[:, groups == g], ratio[:, groups == g][:, :1], atol=1e-5)
+    assert (ratio - 1).abs().max() <= jitter + 1e-5
+    if jitter:
+        assert (ratio - 1).abs().max() > 0.8 * jitter  # the range is used
+    assert torch.allclose(x3[:, 0], pose[:, 0])  # root kept
+    assert torch.allclose(sk.bone_directions(x3), sk.bone_directions(pose), atol=1e-5)
+    assert torch.allclose(x2, project_to_2d(x3, cam), atol=1e-6)  # re-projected
+    unchanged = model.eval()._source(_batch_of(pose))[0]
+    assert torch.equal(unchanged, pose)  # never at evaluation
+
+
+def test_bone_jitter_out_of_range_is_refused(tmp_path):
+    with pytest.raises(
+        ConfigError, match=re.escape("model.bone_jitter must be a number in [0, 1)")
+    ):
+        validate(tiny_cfg(tmp_path, "model.bone_jitter=1.5"))

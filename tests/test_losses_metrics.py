@@ -130,8 +130,38 @@ def test_pose_metrics_accumulate_and_match_the_functions():
     assert out["pck"].item() == pytest.approx(metrics.pck(pred, target).item(), rel=1e-5)
     assert out["auc"].item() == pytest.approx(metrics.auc(pred, target).item(), rel=1e-5)
     assert out["per_joint"].shape == (16,) and out["per_joint"][0] == 0
-    for state in ("mpjpe", "pa_mpjpe", "frames", "below", "per_joint"):
+    assert torch.allclose(
+        out["per_bone_angle"].float(), metrics.bone_angle_errors(pred, target).mean(0), rtol=1e-4
+    )
+    assert torch.allclose(
+        out["per_bone_length"].float(), metrics.bone_length_ratios(pred, target).mean(0), rtol=1e-4
+    )
+    for state in ("mpjpe", "pa_mpjpe", "frames", "below", "per_joint", "per_bone_angle"):
         assert m._reductions[state] is not None  # summed across processes
+
+
+def test_bone_diagnostics_separate_a_skeleton_change_from_a_pose_change():
+    pose = random_poses(8, 5)
+    assert torch.allclose(
+        metrics.bone_angle_errors(pose, pose), torch.zeros(8, 15, dtype=pose.dtype), atol=1e-4
+    )
+    rot = axis_angle_to_matrix(torch.tensor([0.0, 0.0, 1.0], dtype=pose.dtype))
+    turned = 2 * pose @ rot.T  # every bone twice as long and turned the same way
+    assert torch.allclose(
+        metrics.bone_length_ratios(turned, pose), torch.full((8, 15), 2.0, dtype=pose.dtype)
+    )
+    bones = sk.pose_to_bones(pose)
+    axis = torch.nn.functional.normalize(
+        torch.cross(bones[:, 0], torch.randn_like(bones[:, 0]), dim=-1), dim=-1
+    )
+    bones[:, 0] = torch.cross(axis, bones[:, 0], dim=-1)  # the first bone turned by 90 degrees
+    bent = sk.bones_to_pose(bones)
+    angles = metrics.bone_angle_errors(bent, pose)
+    assert torch.allclose(angles[:, 0], torch.full((8,), 90.0, dtype=pose.dtype))
+    assert torch.allclose(angles[:, 1:], torch.zeros(8, 14, dtype=pose.dtype), atol=1e-4)
+    assert torch.allclose(
+        metrics.bone_length_ratios(bent, pose), torch.ones(8, 15, dtype=pose.dtype)
+    )
 
 
 def test_flip_averaging_is_flip_equivariant_for_any_estimator():

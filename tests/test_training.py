@@ -163,10 +163,16 @@ def test_train_then_evaluate_through_the_cli(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) == {"synthetic", "synthetic_wild"}
     assert set(metrics["synthetic"]) == {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames",
-                                         "per_joint", "per_action"}  # fmt: skip
+                                         "per_joint", "per_bone_angle", "per_bone_length",
+                                         "per_action"}  # fmt: skip
     per_action = metrics["synthetic"]["per_action"]  # the generator's motion classes
     assert sum(a["frames"] for a in per_action.values()) == metrics["synthetic"]["frames"]
     assert len(metrics["synthetic"]["per_joint"]) == 16
+    assert (
+        len(metrics["synthetic"]["per_bone_angle"])
+        == len(metrics["synthetic"]["per_bone_length"])
+        == 15
+    )
     assert "synthetic_wild" in r.stdout and "MPJPE" in r.stdout  # the end-of-run summary
     figures = sorted(p.name for p in (run / "figures").glob("*.png"))
     assert figures == ["augmentations_epoch000.png", "augmentations_epoch001.png",

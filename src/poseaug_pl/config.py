@@ -121,6 +121,7 @@ CHECKS.update(
             (lambda v: v is None or (_is_num(v) and 0 <= v < 1)),
             "a number in [0, 1) or null",
         ),
+        "model.bone_jitter": ((lambda v: _is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
         "model.pool_size": _int_at_least(1),
         "model.warmup_steps": _int_at_least(0),
         "model.grad_clip": _non_negative(),  # 0 turns clipping off

@@ -5,6 +5,9 @@ Poses are root-relative (N, 16, 3) in metres; reported numbers are in millimetre
 * MPJPE (protocol 1), PA-MPJPE (protocol 2: per-frame similarity Procrustes), N-MPJPE (scale
   only), 3D PCK at 150 mm and AUC over 0..150 mm in 5 mm steps (MPI-INF-3DHP's protocol, over
   all 16 joints as PoseAug computes it).
+* Per-bone diagnostics: the angle between each predicted and true bone (degrees) and the
+  predicted / true bone length. They separate a skeleton that another dataset defines
+  differently (its hips or shoulders, say) from pose errors.
 * `PoseMetrics` accumulates sums as a torchmetrics `Metric`, so values reduce across processes.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from .skeleton import NUM_JOINTS
+from .skeleton import NUM_BONES, NUM_JOINTS, bone_directions, bone_lengths
 
 PCK_THRESHOLD = 0.150
 AUC_THRESHOLDS = tuple(round(i * 0.005, 3) for i in range(31))  # 0, 5, ..., 150 mm
@@ -22,6 +25,17 @@ AUC_THRESHOLDS = tuple(round(i * 0.005, 3) for i in range(31))  # 0, 5, ..., 150
 def joint_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Euclidean error per joint, (..., 16, 3) x 2 -> (..., 16)."""
     return (pred - target).norm(dim=-1)
+
+
+def bone_angle_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Angle between each predicted and true bone, degrees. (..., 16, 3) x 2 -> (..., 15)."""
+    cos = (bone_directions(pred) * bone_directions(target)).sum(-1)
+    return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
+
+
+def bone_length_ratios(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Predicted / true length of each bone. (..., 16, 3) x 2 -> (..., 15)."""
+    return bone_lengths(pred) / bone_lengths(target).clamp_min(1e-6)
 
 
 def mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -85,7 +99,9 @@ class PoseMetrics(Metric):
 
     ``update(pred, target)`` takes root-relative (B, 16, 3) poses in metres; ``compute()``
     returns a dict: ``mpjpe``, ``pa_mpjpe``, ``n_mpjpe`` (mm), ``pck``, ``auc`` (%), ``frames``,
-    and ``per_joint`` (16,) mm. States are sums, reduced across processes by summation.
+    ``per_joint`` (16,) mm, ``per_bone_angle`` (15,) degrees (`bone_angle_errors`) and
+    ``per_bone_length`` (15,) predicted / true length (`bone_length_ratios`), each a mean
+    over frames. States are sums, reduced across processes by summation.
     """
 
     full_state_update = False
@@ -97,6 +113,8 @@ class PoseMetrics(Metric):
         self.add_state(
             "per_joint", torch.zeros(NUM_JOINTS, dtype=torch.float64), dist_reduce_fx="sum"
         )  # noqa: E501
+        for name in ("per_bone_angle", "per_bone_length"):
+            self.add_state(name, torch.zeros(NUM_BONES, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state(
             "below", torch.zeros(len(AUC_THRESHOLDS), dtype=torch.float64), dist_reduce_fx="sum"
         )  # noqa: E501
@@ -109,6 +127,8 @@ class PoseMetrics(Metric):
         self.pa_mpjpe += pa_mpjpe(pred, target).sum().double()
         self.n_mpjpe += n_mpjpe(pred, target).sum().double()
         self.per_joint += err.sum(0).double()
+        self.per_bone_angle += bone_angle_errors(pred, target).sum(0).double()
+        self.per_bone_length += bone_length_ratios(pred, target).sum(0).double()
         th = self.thresholds.to(err.dtype)
         self.below += (err.reshape(-1, 1) < th).sum(0).double()
         self.frames += pred.shape[0]
@@ -125,4 +145,6 @@ class PoseMetrics(Metric):
             "auc": share.mean(),
             "frames": self.frames,
             "per_joint": self.per_joint / n * 1000,
+            "per_bone_angle": self.per_bone_angle / n,
+            "per_bone_length": self.per_bone_length / n,
         }

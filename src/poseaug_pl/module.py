@@ -113,6 +113,12 @@ class PoseAugModule(L.LightningModule):
         weights: loss weights ``{adv2d, adv3d, reg, feedback_ba, feedback_rt, feedback}``.
         d_every: discriminator step every that many batches; pool_size: fake pool capacity.
         bone_swap: give every source pose a random training subject's bone lengths.
+        bone_jitter: also scale each source pose's 9 left/right-shared bone groups by an
+            independent factor drawn from ``U(1 - bone_jitter, 1 + bone_jitter)`` (0: off, the
+            released code). Five training subjects are five body proportions; other datasets
+            differ by more (other people, other joint definitions), and an estimator that saw
+            only five learns to output them whatever the 2D says. Like the swap, it feeds the
+            augmentor and the discriminators' real samples, never the estimator's real pass.
         grad_clip: gradient-norm clip per network (0 disables).
         aug_bn_stats: let augmented batches update the estimator's BatchNorm running statistics
             in the interleaved schedule. Off by default: the running statistics then describe
@@ -157,6 +163,7 @@ class PoseAugModule(L.LightningModule):
         d_every: int = 2,
         pool_size: int = 4096,
         bone_swap: bool = True,
+        bone_jitter: float = 0.0,
         grad_clip: float = 1.0,
         aug_bn_stats: bool = False,
         aug_norm: str = "batch",
@@ -487,13 +494,22 @@ class PoseAugModule(L.LightningModule):
             self.untoggle_optimizer(opt)
 
     def _source(self, batch):
-        """Source poses of this batch, with the bone swap applied (re-projected) if enabled."""
+        """Source poses of this batch, bone swap and jitter applied (re-projected) if enabled."""
         x3, x2, cam = batch["pose3d"], batch["pose2d"], batch["cam"]
-        if len(self.bone_templates) and self.training:
-            pick = torch.randint(0, len(self.bone_templates), (x3.shape[0],), device=x3.device)
-            x3 = sk.set_bone_lengths(x3, self.bone_templates[pick])
-            x2 = project_to_2d(x3, cam)
-        return x3, x2, cam
+        jitter = self.hparams.bone_jitter
+        if not self.training or not (len(self.bone_templates) or jitter):
+            return x3, x2, cam
+        n = x3.shape[0]
+        if len(self.bone_templates):
+            pick = torch.randint(0, len(self.bone_templates), (n,), device=x3.device)
+            lengths = self.bone_templates[pick]
+        else:
+            lengths = sk.bone_lengths(x3)
+        if jitter:
+            factor = 1 + jitter * (2 * torch.rand(n, sk.NUM_BONE_GROUPS, device=x3.device) - 1)
+            lengths = lengths * factor[:, list(sk.BONE_SYMMETRY_GROUP)]
+        x3 = sk.set_bone_lengths(x3, lengths)
+        return x3, project_to_2d(x3, cam), cam
 
     def _estimator_step(self, opt, pose2d, target, tag: str) -> torch.Tensor:
         """One estimator update (MSE on root-relative metres); returns the detached loss."""
@@ -793,9 +809,8 @@ class PoseAugModule(L.LightningModule):
         """Compute and log ``test/<set>/<metric>``; keep plain numbers in `test_results`."""
         for name, metric in self.test_metrics.items():
             m = metric.compute()
-            res = {k: float(v) for k, v in m.items() if k != "per_joint"}
+            res = {k: float(v) if v.ndim == 0 else [float(x) for x in v] for k, v in m.items()}
             res["frames"] = int(res["frames"])
-            res["per_joint"] = [float(v) for v in m["per_joint"]]
             if name in self._per_action:
                 res["per_action"] = self._action_table(name)
             self.test_results[name] = res

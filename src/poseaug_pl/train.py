@@ -56,16 +56,19 @@ def build_trainer(cfg: DictConfig, extra_callbacks=()) -> L.Trainer:
 
 
 def plain_metrics(results: dict) -> dict:
-    """``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames, per_joint}}`` of `test_results`.
+    """``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames, per_joint, per_bone_angle,
+    per_bone_length[, per_action]}}`` of `test_results`.
 
-    ``per_joint`` is the MPJPE of each of the 16 joints (mm).
+    ``per_joint`` is the MPJPE of each of the 16 joints (mm); ``per_bone_angle`` the mean angle
+    between predicted and true direction of each of the 15 bones (degrees, `skeleton.BONES`
+    order) and ``per_bone_length`` the mean predicted / true length of each bone.
     """
     out = {}
     for s, r in results.items():
-        out[s] = {
-            **{k: r[k] for k in METRIC_KEYS},
-            "per_joint": [round(v, 3) for v in r["per_joint"]],
-        }
+        out[s] = {k: r[k] for k in METRIC_KEYS}
+        for k, digits in (("per_joint", 3), ("per_bone_angle", 3), ("per_bone_length", 4)):
+            if k in r:
+                out[s][k] = [round(v, digits) for v in r[k]]
         if "per_action" in r:
             out[s]["per_action"] = r["per_action"]
     return out
