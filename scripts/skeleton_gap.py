@@ -20,9 +20,7 @@ from poseaug_pl.data.cross import load_cross_set
 from poseaug_pl.data.h36m import load_h36m
 from poseaug_pl.utils import format_table
 
-BONE_NAMES = ("r_hip", "r_thigh", "r_shin", "l_hip", "l_thigh", "l_shin", "spine", "thorax",
-              "head", "l_clavicle", "l_upper_arm", "l_forearm", "r_clavicle", "r_upper_arm",
-              "r_forearm")  # fmt: skip
+HIPS = (sk.JOINT_NAMES.index("r_hip"), sk.JOINT_NAMES.index("l_hip"))
 
 
 def skeleton_gap(reference: torch.Tensor, cross: torch.Tensor) -> dict:
@@ -38,7 +36,7 @@ def skeleton_gap(reference: torch.Tensor, cross: torch.Tensor) -> dict:
     floor = (rebuilt - cross).norm(dim=-1).mean() * 1000
 
     def offset(p):
-        return (p[:, 0] - (p[:, 1] + p[:, 4]) / 2).norm(dim=-1).mean() * 1000
+        return (p[:, 0] - p[:, HIPS].mean(1)).norm(dim=-1).mean() * 1000
 
     return {
         "lengths": torch.stack([ref_len, sk.bone_lengths(cross).mean(0)]) * 1000,
@@ -61,7 +59,7 @@ def main(argv=None) -> None:
     rows = [
         {"bone": n, "Human3.6M mm": f"{a:.0f}", f"{cross.name} mm": f"{b:.0f}",
          "ratio": f"{b / a:.2f}"}
-        for n, a, b in zip(BONE_NAMES, *gap["lengths"].tolist())
+        for n, a, b in zip(sk.BONE_NAMES, *gap["lengths"].tolist())
     ]  # fmt: skip
     print(format_table(rows))
     ref_off, cross_off = gap["pelvis_offset"].tolist()

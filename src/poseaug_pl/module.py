@@ -223,6 +223,8 @@ class PoseAugModule(L.LightningModule):
             self, [f"{p}.{b}" for p in ("pool3d", "pool2d") for b in ("items", "count")]
         )
         self.register_buffer("bone_templates", torch.zeros(0, sk.NUM_BONES), persistent=False)
+        group = torch.tensor(sk.BONE_SYMMETRY_GROUP)  # bone -> its left/right-shared group
+        self.register_buffer("bone_group", group, persistent=False)
         self.register_buffer("_bad", torch.zeros(len(NETWORKS), dtype=torch.bool), persistent=False)
         self.register_buffer("_bad_step", torch.full((len(NETWORKS),), -1), persistent=False)
         #: sums over the current window: D3d accuracy, D2d accuracy, D steps, inside share,
@@ -507,7 +509,7 @@ class PoseAugModule(L.LightningModule):
             lengths = sk.bone_lengths(x3)
         if jitter:
             factor = 1 + jitter * (2 * torch.rand(n, sk.NUM_BONE_GROUPS, device=x3.device) - 1)
-            lengths = lengths * factor[:, list(sk.BONE_SYMMETRY_GROUP)]
+            lengths = lengths * factor[:, self.bone_group]
         x3 = sk.set_bone_lengths(x3, lengths)
         return x3, project_to_2d(x3, cam), cam
 
