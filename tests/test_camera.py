@@ -157,3 +157,36 @@ def test_look_at_points_the_camera_at_the_target():
     assert xc[2] > 0
     up = camera.world_to_camera(torch.tensor([[[0.0, 0.0, 2.0]]]), rot, eye)[0, 0]
     assert up[1] < 0  # world up is image up (camera y points down)
+
+
+def test_orbit_camera_up_is_a_rigid_motion_that_keeps_the_pivot():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 16, 3, generator=g, dtype=torch.float64) * 0.4 + torch.tensor([0, 0, 5.0])
+    angle = torch.rand(6, generator=g, dtype=torch.float64) * 1.2 - 0.3
+    y = camera.orbit_camera_up(x, x[:, 0], angle)
+    torch.testing.assert_close(y[:, 0], x[:, 0])  # the pivot stays put
+    torch.testing.assert_close(torch.cdist(y, y), torch.cdist(x, x))  # distances kept
+    torch.testing.assert_close(y[..., 0], x[..., 0])  # a rotation about the camera's x axis
+    torch.testing.assert_close(camera.orbit_camera_up(y, x[:, 0], -angle), x)  # inverse
+    torch.testing.assert_close(camera.orbit_camera_up(x, x[:, 0], torch.zeros(6).double()), x)
+
+
+def test_raising_the_camera_by_an_angle_raises_the_implied_elevation_by_it():
+    from poseaug_pl.plausibility import camera_elevation_deg
+
+    pose = torch.zeros(1, 16, 3)
+    pose[0, :, 2] = 4.0
+    pose[0, 8, 1] = -0.5  # thorax straight above the pelvis: a level camera (elevation 0)
+    for deg in (10.0, 30.0, -20.0):
+        raised = camera.orbit_camera_up(pose, pose[:, 0], torch.tensor([math.radians(deg)]))
+        assert camera_elevation_deg(raised).item() == pytest.approx(deg, abs=1e-4)
+        assert raised[0, 8, 2] < 4.0 if deg > 0 else raised[0, 8, 2] > 4.0  # thorax nearer
+
+
+def test_fit_pinhole_recovers_the_intrinsics_of_a_pinhole_projection():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(50, 16, 3, generator=g) * 0.5 + torch.tensor([0.2, -0.1, 4.5])
+    intr = torch.tensor([2.3, 2.28, 0.02, -0.05, 0, 0, 0, 0, 0])
+    fitted = camera.fit_pinhole(x, camera.project_to_2d(x, intr))
+    assert fitted.shape == (9,)
+    torch.testing.assert_close(fitted, intr, atol=1e-4, rtol=1e-4)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from poseaug_pl import camera
 from poseaug_pl.data import (
     DataError,
     EpochSampler,
@@ -160,3 +161,40 @@ def test_h36m_datamodule_on_real_data(h36m, h36m_cache):
     assert len(d.val_set) > 0
     b = next(iter(d.train_dataloader()))
     assert b["pose2d"].shape == (256, 16, 2)
+
+
+def test_raised_camera_adds_refilmed_copies_of_the_test_sets(tmp_path):
+    from poseaug_pl.plausibility import camera_elevation_deg
+
+    path = tmp_path / "mini.npz"  # a cross set without calibration: a pinhole is fitted
+    x = torch.as_tensor(small_synthetic().load_splits()[1]["synthetic"].pose3d[:200])
+    intr = torch.tensor([2.2, 2.2, 0.0, -0.2, 0, 0, 0, 0, 0])
+    np.savez(path, pose3d=x.numpy(), pose2d=camera.project_to_2d(x, intr).numpy())
+    d = small_synthetic(cross_sets={"mini": str(path)}, raised_camera=[20, 40])
+    d.setup("test")
+    assert d.test_names == [
+        "synthetic", "synthetic_wild", "mini", "synthetic_raised", "mini_raised"
+    ]  # fmt: skip
+    for name in ("synthetic", "mini"):
+        real, raised = d.test_sets[name], d.test_sets[name + "_raised"]
+        a = real.pose3d[:, 8, 1:] - real.pose3d[:, 0, 1:]  # thorax - root in the y-z plane
+        b = raised.pose3d[:, 8, 1:] - raised.pose3d[:, 0, 1:]
+        turn = torch.rad2deg(torch.atan2(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], (a * b).sum(-1)))
+        assert 20 - 1e-3 <= turn.min() and turn.max() <= 40 + 1e-3  # every row raised in range
+        gain = camera_elevation_deg(raised.pose3d) - camera_elevation_deg(real.pose3d)
+        assert 20 < gain.median() < 40  # seen from higher up
+        torch.testing.assert_close(  # the same poses: root-relative shapes kept
+            torch.cdist(raised.pose3d, raised.pose3d), torch.cdist(real.pose3d, real.pose3d)
+        )
+        assert torch.equal(raised.sequence, real.sequence)
+    mini = d.test_sets["mini_raised"]  # projected with the fitted pinhole
+    torch.testing.assert_close(mini.pose2d, camera.project_to_2d(mini.pose3d, intr), atol=1e-4, rtol=0)
+    again = small_synthetic(cross_sets={"mini": str(path)}, raised_camera=[20, 40])
+    again.setup("test")
+    assert torch.equal(again.test_sets["synthetic_raised"].pose2d, d.test_sets["synthetic_raised"].pose2d)
+
+
+@pytest.mark.parametrize("bad", [[40, 20], [0, 90], [10]])
+def test_raised_camera_refuses_a_bad_range(bad):
+    with pytest.raises(ValueError, match="raised_camera"):
+        small_synthetic(raised_camera=bad)

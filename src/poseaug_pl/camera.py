@@ -83,6 +83,49 @@ def project_to_2d(x_cam: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor
     return torch.stack([fx * (u * d + t1 * r2) + cx, fy * (v * d + t2 * r2) + cy], dim=-1)
 
 
+def orbit_camera_up(x_cam: torch.Tensor, pivot: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Re-film camera-frame points from a camera raised by ``angle`` on a circle about ``pivot``.
+
+    The camera swings about its own x axis through ``pivot`` (tilting down by the same angle), so
+    the pivot keeps its position in the camera frame (and image) and an upright person seen from
+    a level camera is then seen from ``angle`` above. Negative angles lower the camera.
+
+    Args:
+        x_cam: (..., J, 3) camera-frame points.
+        pivot: (..., 3) the point the camera circles (usually the root joint).
+        angle: (...,) radians.
+
+    Returns:
+        (..., J, 3) the points in the new camera's frame (a rigid motion of ``x_cam``).
+    """
+    c, s = torch.cos(angle).unsqueeze(-1), torch.sin(angle).unsqueeze(-1)
+    x, y, z = (x_cam - pivot.unsqueeze(-2)).unbind(-1)
+    return torch.stack([x, c * y - s * z, s * y + c * z], dim=-1) + pivot.unsqueeze(-2)
+
+
+def fit_pinhole(x_cam: torch.Tensor, x_2d: torch.Tensor) -> torch.Tensor:
+    """Least-squares pinhole intrinsics of 2D-3D correspondences (one camera or a set of alike).
+
+    Solves ``u = fx X / Z + cx`` and ``v = fy Y / Z + cy`` over every point.
+
+    Args:
+        x_cam: (..., 3) camera-frame points with positive depth.
+        x_2d: (..., 2) their image points (normalised or pixels; the result is in the same units).
+
+    Returns:
+        (9,) intrinsics ``(fx, fy, cx, cy, 0, 0, 0, 0, 0)`` for `project_to_2d`.
+    """
+    xy = (x_cam[..., :2] / x_cam[..., 2:3]).reshape(-1, 2).double()
+    uv = x_2d.reshape(-1, 2).double()
+    out = []
+    for k in range(2):
+        design = torch.stack([xy[:, k], torch.ones_like(xy[:, k])], dim=-1)
+        out.append(torch.linalg.lstsq(design, uv[:, k : k + 1]).solution.squeeze(-1))
+    (fx, cx), (fy, cy) = out
+    zeros = torch.zeros(5, dtype=torch.float64)
+    return torch.cat([torch.stack([fx, fy, cx, cy]), zeros]).to(x_cam.dtype)
+
+
 def normalize_screen_coordinates(x: torch.Tensor, w, h) -> torch.Tensor:
     """Pixels to normalised screen coordinates, ``x / w * 2 - [1, h / w]``.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -67,6 +67,16 @@ CHECKS = {
         "a keypoint source name ('gt', 'sh_pt_mpii', ...)",
     ),  # noqa: E501
     "data.cross_sets": (lambda v: isinstance(v, DictConfig), "a mapping name: path"),
+    "data.raised_camera": (
+        lambda v: v is None
+        or (
+            isinstance(v, ListConfig)
+            and len(v) == 2
+            and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
+            and -80 <= v[0] <= v[1] <= 80
+        ),
+        "null or [low, high] degrees with -80 <= low <= high <= 80",
+    ),  # noqa: E501
     "model.warmup_epochs": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "an integer >= 0",

@@ -6,7 +6,8 @@ calibration), ``subject``, ``action``, ``sequence`` and ``index`` (B,) int64.
 
 Splits: ``train``; ``val``, whole sequences held out from the training subjects (for model
 selection, never test data); and the named test sets (`test_names`): the in-domain test split,
-the domain's extra sets, then every cross-dataset set.
+the domain's extra sets, then every cross-dataset set, then (with ``raised_camera``) a
+raised-camera copy ``<name>_raised`` of each of them but ``synthetic_wild`` (`poseaug_pl.data.views`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from .h36m import FILE_3D, TEST_SUBJECTS, TRAIN_SUBJECTS, file_2d, load_h36m
 from .loader import EpochSampler, TensorBatches
 from .poseset import DataError, PoseSet
 from .synthetic import generate
+from .views import raise_camera
+
+#: Test sets filmed by random cameras already: no raised-camera copy.
+RANDOM_VIEW_SETS = ("synthetic_wild",)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,9 @@ class PoseDataModule(L.LightningDataModule):
         val_fraction: share of training sequences held out for validation.
         cross_sets: mapping name -> npz path of cross-dataset test sets (PoseAug layout).
         seed: seed of the validation split and of the per-epoch shuffling.
+        raised_camera: ``[low, high]`` degrees: also test on every test set (but
+            ``synthetic_wild``) re-filmed from its camera raised by U(low, high), as
+            ``<name>_raised``; None (default): no such sets.
     """
 
     def __init__(
@@ -66,10 +74,17 @@ class PoseDataModule(L.LightningDataModule):
         val_fraction: float = 0.05,
         cross_sets: dict | None = None,
         seed: int = 0,
+        raised_camera=None,
     ):
         super().__init__()
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if raised_camera is not None:
+            raised_camera = tuple(float(a) for a in raised_camera)
+            if len(raised_camera) != 2 or not -80 <= raised_camera[0] <= raised_camera[1] <= 80:
+                raise ValueError("raised_camera must be [low, high] degrees with -80 <= low <= "
+                                 f"high <= 80, got {list(raised_camera)}")  # fmt: skip
+        self.raised_camera = raised_camera
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.val_fraction, self.seed = float(val_fraction), int(seed)
         self.cross_sets = dict(cross_sets or {})
@@ -107,6 +122,12 @@ class PoseDataModule(L.LightningDataModule):
             if name in tests:
                 raise DataError(f"{path}: cross-set name {name!r} clashes with a built-in test set")
             tests[name] = self._cross.pop(name, None) or load_cross_set(path, name)
+        if self.raised_camera is not None:
+            for name in [n for n in tests if n not in RANDOM_VIEW_SETS]:
+                raised = raise_camera(tests[name], *self.raised_camera, seed=self.seed + 3)
+                if raised.name in tests:
+                    raise DataError(f"test set name {raised.name!r} is taken: rename that set")
+                tests[raised.name] = raised
         train, val = split_by_sequence(train, self.val_fraction, self.seed)
         if len(train) == 0:
             raise DataError("no training pairs left after the validation split")

@@ -1,0 +1,56 @@
+"""Novel-view test sets: a set's own poses re-filmed from a raised camera.
+
+Human3.6M's and HumanEva-I's cameras sit near chest height; MPI-INF-3DHP and 3DPW also film from
+above. `raise_camera` keeps a set's real poses, skeleton and lens and changes only the camera's
+elevation, so the error it adds is the viewpoint's alone (``synthetic_wild`` changes poses,
+proportions and cameras at once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from ..camera import fit_pinhole, orbit_camera_up, project_to_2d
+from .poseset import DataError, PoseSet
+
+#: Suffix of a raised-camera copy of a test set (``h36m`` -> ``h36m_raised``).
+RAISED_SUFFIX = "_raised"
+
+
+def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) -> PoseSet:
+    """Re-film every pose of ``data`` from its camera raised by U(low, high) degrees.
+
+    Each row's camera circles its root joint about the camera's x axis (`orbit_camera_up`), then
+    the poses are projected with the set's own intrinsics (``data.cam``) or, for sets without
+    calibration, with a pinhole fitted to the set's 2D-3D pairs (`fit_pinhole`).
+
+    Args:
+        data: a test set (camera-frame ``pose3d`` with the root not subtracted).
+        low_deg, high_deg: range of the elevation change, degrees (``low <= high``).
+        seed: seed of the per-row angles; equal seeds give identical sets.
+
+    Returns:
+        A `PoseSet` named ``<name>_raised`` with the same rows, ids and calibration.
+
+    Raises:
+        ValueError: an empty or reversed range, or one outside [-80, 80] degrees.
+        DataError: a joint of a re-filmed pose would lie behind the camera.
+    """
+    if not -80 <= low_deg <= high_deg <= 80:
+        raise ValueError(f"raised camera range must satisfy -80 <= low <= high <= 80 degrees, "
+                         f"got [{low_deg}, {high_deg}]")  # fmt: skip
+    gen = torch.Generator().manual_seed(int(seed))
+    u = torch.rand(len(data), generator=gen).to(data.pose3d.device)
+    angle = math.radians(low_deg) + u * math.radians(high_deg - low_deg)
+    pose3d = orbit_camera_up(data.pose3d, data.pose3d[:, 0], angle)
+    if (pose3d[..., 2] <= 0.1).any():
+        raise DataError(f"{data.name}: raising the camera by up to {high_deg} degrees puts joints "
+                        "behind it (poses closer than their own size); use a smaller range")  # fmt: skip
+    intr = data.cam if data.cam is not None else fit_pinhole(data.pose3d, data.pose2d)
+    pose2d = project_to_2d(pose3d, intr.expand(len(data), 9) if intr.ndim == 1 else intr)
+    return dataclasses.replace(
+        data, name=data.name + RAISED_SUFFIX, pose3d=pose3d, pose2d=pose2d
+    )
