@@ -68,6 +68,10 @@ def test_camera_elevation_sign_and_value():
     seen = (p3 - root) @ tilt.mT + root
     assert seen[0, 8, 2] < seen[0, 0, 2]
     assert pl.camera_elevation_deg(seen).item() == pytest.approx(20.0, abs=1e-3)
+    assert pl.pose_statistics(_project(seen), seen)["high_view"] == 0.0  # 20 < 30 degrees
+    steep = axis_angle_to_matrix(torch.tensor([[math.radians(40), 0.0, 0.0]]))
+    high = torch.cat([seen, (p3 - root) @ steep.mT + root])
+    assert pl.pose_statistics(_project(high), high)["high_view"] == 0.5  # one of two from above
 
 
 def test_inside_share_and_relative_scale():
@@ -351,3 +355,26 @@ def test_bone_jitter_out_of_range_is_refused(tmp_path):
         ConfigError, match=re.escape("model.bone_jitter must be a number in [0, 1)")
     ):
         validate(tiny_cfg(tmp_path, "model.bone_jitter=1.5"))
+
+
+def test_d2d_real_views_refilm_the_discriminators_real_poses_from_above(tmp_path):
+    pose = _upright_pose().expand(256, 16, 3).clone()
+    batch = _batch_of(pose)
+    off = _module(tmp_path).train()
+    assert off._d2d_real(pose, batch["pose2d"], batch["cam"]) is batch["pose2d"]  # released
+    model = _module(tmp_path, "model.d2d_real_views=[10,40]").train()
+    real2d = model._d2d_real(pose, batch["pose2d"], batch["cam"])
+    # each 2D pose is the 3D pose seen from a camera 10-40 degrees higher: recover the angle
+    # from the 2D leg (foot 0.9 m below the pelvis, 4 m away), which shortens as it rises
+    grid = torch.deg2rad(torch.linspace(0, 60, 6001))
+    leg_y = 2.0 * 0.9 * torch.cos(grid) / (4.0 + 0.9 * torch.sin(grid))
+    seen = torch.rad2deg(grid[(real2d[:, 3, 1, None] - real2d[:, 0, 1, None] - leg_y).abs().argmin(1)])
+    assert seen.min() > 9.9 and seen.max() < 40.1 and seen.max() - seen.min() > 20
+    assert pl.pose_statistics(real2d, pose)["upright"] == 1.0  # still upright people
+
+
+def test_d2d_real_views_out_of_range_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("model.d2d_real_views must be null or [low, high]")):
+        validate(tiny_cfg(tmp_path, "model.d2d_real_views=[40,10]"))
+    with pytest.raises(Exception, match=re.escape("d2d_real_views must be [low, high] degrees")):
+        _module(tmp_path, "model.d2d_real_views=[0,90]")  # (Hydra wraps the ValueError)

@@ -16,6 +16,7 @@ Conventions (those of Human3.6M, VideoPose3D and PoseAug):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -101,6 +102,22 @@ def orbit_camera_up(x_cam: torch.Tensor, pivot: torch.Tensor, angle: torch.Tenso
     c, s = torch.cos(angle).unsqueeze(-1), torch.sin(angle).unsqueeze(-1)
     x, y, z = (x_cam - pivot.unsqueeze(-2)).unbind(-1)
     return torch.stack([x, c * y - s * z, s * y + c * z], dim=-1) + pivot.unsqueeze(-2)
+
+
+def elevation_range(value, name: str = "elevation range") -> tuple[float, float]:
+    """Check a ``[low, high]`` camera-elevation range in degrees and return it as floats.
+
+    Raises:
+        ValueError: not two numbers with ``-80 <= low <= high <= 80`` (the message names ``name``).
+    """
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        low, high = math.nan, math.nan
+    if not -80 <= low <= high <= 80:
+        raise ValueError(f"{name} must be [low, high] degrees with -80 <= low <= high <= 80, "
+                         f"got {value!r}")  # fmt: skip
+    return low, high
 
 
 def fit_pinhole(x_cam: torch.Tensor, x_2d: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ import math
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .camera import elevation_range
+
 
 class ConfigError(ValueError):
     """A config value of the wrong type or outside its allowed values."""
@@ -41,6 +43,21 @@ def _non_negative():
 
 
 #: key -> (type check, description) for the user-facing settings.
+def _is_view_range(v) -> bool:
+    """null, or ``[low, high]`` camera-elevation degrees with -80 <= low <= high <= 80."""
+    if v is None:
+        return True
+    if not isinstance(v, ListConfig) or any(isinstance(a, (bool, str)) for a in v):
+        return False
+    try:
+        elevation_range(v)
+    except ValueError:
+        return False
+    return True
+
+
+VIEW_RANGE = (_is_view_range, "null or [low, high] degrees with -80 <= low <= high <= 80")
+
 CHECKS = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "augment": (lambda v: isinstance(v, bool), "true or false"),
@@ -67,16 +84,7 @@ CHECKS = {
         "a keypoint source name ('gt', 'sh_pt_mpii', ...)",
     ),  # noqa: E501
     "data.cross_sets": (lambda v: isinstance(v, DictConfig), "a mapping name: path"),
-    "data.raised_camera": (
-        lambda v: v is None
-        or (
-            isinstance(v, ListConfig)
-            and len(v) == 2
-            and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
-            and -80 <= v[0] <= v[1] <= 80
-        ),
-        "null or [low, high] degrees with -80 <= low <= high <= 80",
-    ),  # noqa: E501
+    "data.raised_camera": VIEW_RANGE,
     "model.warmup_epochs": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "an integer >= 0",
@@ -132,6 +140,7 @@ CHECKS.update(
             "a number in [0, 1) or null",
         ),
         "model.bone_jitter": ((lambda v: _is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
+        "model.d2d_real_views": VIEW_RANGE,
         "model.pool_size": _int_at_least(1),
         "model.warmup_steps": _int_at_least(0),
         "model.grad_clip": _non_negative(),  # 0 turns clipping off

@@ -23,6 +23,7 @@ checkpoints load with torch's safe ``weights_only`` loading.
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import losses
 from . import skeleton as sk
-from .camera import project_to_2d
+from .camera import elevation_range, orbit_camera_up, project_to_2d
 from .ckpt import read_checkpoint, sub_state
 from .config import TrainingDiverged
 from .metrics import PoseMetrics, mpjpe, pa_mpjpe
@@ -119,6 +120,11 @@ class PoseAugModule(L.LightningModule):
             differ by more (other people, other joint definitions), and an estimator that saw
             only five learns to output them whatever the 2D says. Like the swap, it feeds the
             augmentor and the discriminators' real samples, never the estimator's real pass.
+        d2d_real_views: ``[low, high]`` degrees: the 2D discriminator's real samples are the
+            source poses re-filmed from their camera raised by U(low, high) (`orbit_camera_up`)
+            instead of as filmed (None: off, the released code). Four chest-height cameras are
+            a sample of the cameras a dataset could have, not their definition; with them alone
+            the discriminator calls every view from above fake.
         grad_clip: gradient-norm clip per network (0 disables).
         aug_bn_stats: let augmented batches update the estimator's BatchNorm running statistics
             in the interleaved schedule. Off by default: the running statistics then describe
@@ -164,6 +170,7 @@ class PoseAugModule(L.LightningModule):
         pool_size: int = 4096,
         bone_swap: bool = True,
         bone_jitter: float = 0.0,
+        d2d_real_views=None,
         grad_clip: float = 1.0,
         aug_bn_stats: bool = False,
         aug_norm: str = "batch",
@@ -192,6 +199,8 @@ class PoseAugModule(L.LightningModule):
             )
         if aug_batch not in ("rebatch", "masked"):
             raise ValueError(f"aug_batch must be 'rebatch' or 'masked', got {aug_batch!r}")
+        if d2d_real_views is not None:
+            d2d_real_views = list(elevation_range(d2d_real_views, "d2d_real_views"))
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.lr = {"augmentor": 1e-4, "discriminator": 1e-4, "estimator": 1e-4, **(lr or {})}
@@ -513,6 +522,16 @@ class PoseAugModule(L.LightningModule):
         x3 = sk.set_bone_lengths(x3, lengths)
         return x3, project_to_2d(x3, cam), cam
 
+    def _d2d_real(self, x3, x2, cam) -> torch.Tensor:
+        """The 2D discriminator's real samples: ``x2`` as filmed or, with ``d2d_real_views``,
+        ``x3`` re-filmed from its camera raised by a per-sample U(low, high) degrees."""
+        views = self.hparams.d2d_real_views
+        if not views:
+            return x2
+        low, high = math.radians(views[0]), math.radians(views[1])
+        angle = low + (high - low) * torch.rand(len(x3), device=x3.device)
+        return project_to_2d(orbit_camera_up(x3, x3[:, 0], angle), cam)
+
     def _estimator_step(self, opt, pose2d, target, tag: str) -> torch.Tensor:
         """One estimator update (MSE on root-relative metres); returns the detached loss."""
         with self._optimising(opt):
@@ -655,7 +674,7 @@ class PoseAugModule(L.LightningModule):
         x3, x2, cam = self._source(batch)
         out = self._augmentor_step(opt_a, x3, x2, cam)  # 1. augmentor
         if batch_idx % self.hparams.d_every == 0:
-            self._discriminator_step((opt_d3, opt_d2), x3, x2, out)  # 2. discriminators
+            self._discriminator_step((opt_d3, opt_d2), x3, self._d2d_real(x3, x2, cam), out)  # 2.
         finite = out["rt"].isfinite().flatten(1).all(1)
         inside = (out["rt_2d"].abs() <= 1).flatten(1).all(1) & finite
         self.log("train/aug/inside_frac", inside.float().mean())

@@ -9,6 +9,8 @@ They answer "does x' look like a person seen from a camera a dataset could have?
   the real poses' median (1.0 for real data);
 * ``elevation_deg``: median implied camera elevation, ``asin(-u_z)`` of the unit 3D spine
   vector in the camera frame (positive: the camera looks down on the person);
+* ``high_view``: share of poses seen from a camera at least `HIGH_VIEW_DEG` above them (implied
+  elevation), the viewpoints MPI-INF-3DHP and 3DPW have and Human3.6M's cameras rarely do;
 * ``rotation_deg``, ``bone_angle_deg``, ``bone_length_change``: medians of the augmentor's
   rotation angle (folded to [0, 180]), per-bone angle change (bones BA may turn) and relative
   bone-length change (|ratio - 1|);
@@ -30,7 +32,9 @@ from .models.augmentor import augmentation_parameters
 #: Joints of the spine used for uprightness and elevation: pelvis (root) and thorax.
 PELVIS, THORAX = 0, 8
 #: The statistics of `pose_statistics` (real and augmented alike).
-POSE_STATS = ("upright", "inside", "scale_2d", "elevation_deg")
+POSE_STATS = ("upright", "inside", "scale_2d", "elevation_deg", "high_view")
+#: Implied camera elevation (degrees) from which a view counts as ``high_view``.
+HIGH_VIEW_DEG = 30.0
 #: The statistics of `augmentation_statistics` that exist for augmented poses only.
 AUGMENTATION_STATS = ("rotation_deg", "bone_angle_deg", "bone_length_change", "d3d_acc", "d2d_acc")
 
@@ -78,11 +82,13 @@ def pose_statistics(pose2d: torch.Tensor, pose3d: torch.Tensor,
     """
     size = size_2d(pose2d).median()
     ref = size if reference_size is None else reference_size
+    elevation = camera_elevation_deg(pose3d)
     return {
         "upright": float(upright_share(pose2d)),
         "inside": float(inside_share(pose2d)),
         "scale_2d": float(size / ref),
-        "elevation_deg": float(camera_elevation_deg(pose3d).median()),
+        "elevation_deg": float(elevation.median()),
+        "high_view": float((elevation >= HIGH_VIEW_DEG).float().mean()),
     }
 
 
@@ -124,13 +130,13 @@ def discriminator_accuracy(real_scores: torch.Tensor, fake_scores: torch.Tensor)
 def format_table(stats: dict[str, dict], title: str = "") -> str:
     """The statistics as a small text table: one row per population (real, augmented)."""
     cols = [*POSE_STATS, *AUGMENTATION_STATS]
-    heads = ["upright", "inside", "scale2d", "elev", "rot", "bone_ang", "bone_len", "d3d_acc",
-             "d2d_acc"]  # fmt: skip
+    heads = ["upright", "inside", "scale2d", "elev", "elev>30", "rot", "bone_ang", "bone_len",
+             "d3d_acc", "d2d_acc"]  # fmt: skip
 
     def cell(name, v):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "-"
-        if name in ("upright", "inside", "bone_length_change", "d3d_acc", "d2d_acc"):
+        if name in ("upright", "inside", "high_view", "bone_length_change", "d3d_acc", "d2d_acc"):
             return f"{100 * v:.1f}%"
         if name.endswith("_deg"):
             return f"{v:.1f}"

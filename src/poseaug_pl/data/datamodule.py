@@ -19,6 +19,7 @@ import lightning as L
 import torch
 
 from .. import skeleton
+from ..camera import elevation_range
 from .cross import load_cross_set
 from .h36m import FILE_3D, TEST_SUBJECTS, TRAIN_SUBJECTS, file_2d, load_h36m
 from .loader import EpochSampler, TensorBatches
@@ -80,10 +81,7 @@ class PoseDataModule(L.LightningDataModule):
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if raised_camera is not None:
-            raised_camera = tuple(float(a) for a in raised_camera)
-            if len(raised_camera) != 2 or not -80 <= raised_camera[0] <= raised_camera[1] <= 80:
-                raise ValueError("raised_camera must be [low, high] degrees with -80 <= low <= "
-                                 f"high <= 80, got {list(raised_camera)}")  # fmt: skip
+            raised_camera = elevation_range(raised_camera, "raised_camera")
         self.raised_camera = raised_camera
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.val_fraction, self.seed = float(val_fraction), int(seed)

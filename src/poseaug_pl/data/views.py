@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from ..camera import fit_pinhole, orbit_camera_up, project_to_2d
+from ..camera import elevation_range, fit_pinhole, orbit_camera_up, project_to_2d
 from .poseset import DataError, PoseSet
 
 #: Suffix of a raised-camera copy of a test set (``h36m`` -> ``h36m_raised``).
@@ -39,9 +39,7 @@ def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) 
         ValueError: an empty or reversed range, or one outside [-80, 80] degrees.
         DataError: a joint of a re-filmed pose would lie behind the camera.
     """
-    if not -80 <= low_deg <= high_deg <= 80:
-        raise ValueError(f"raised camera range must satisfy -80 <= low <= high <= 80 degrees, "
-                         f"got [{low_deg}, {high_deg}]")  # fmt: skip
+    low_deg, high_deg = elevation_range((low_deg, high_deg), "raised camera range")
     gen = torch.Generator().manual_seed(int(seed))
     u = torch.rand(len(data), generator=gen).to(data.pose3d.device)
     angle = math.radians(low_deg) + u * math.radians(high_deg - low_deg)
