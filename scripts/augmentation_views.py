@@ -30,13 +30,17 @@ def elevation_row(name: str, pose3d: torch.Tensor) -> dict:
     row = {"poses": name}
     for q, v in zip(QUANTILES, e.quantile(torch.tensor(QUANTILES)).tolist()):
         row[f"elev p{round(q * 100)}"] = round(v, 1)
-    row[f"elev >= {HIGH_VIEW_DEG:g} (%)"] = round(100 * float((e >= HIGH_VIEW_DEG).float().mean()), 1)
+    row[f"elev >= {HIGH_VIEW_DEG:g} (%)"] = round(
+        100 * float((e >= HIGH_VIEW_DEG).float().mean()), 1
+    )
     return row
 
 
 def main() -> None:
     """Parse the command line, print the table."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("root", help="Human3.6M folder (VideoPose3D layout)")
     p.add_argument("ckpts", nargs="+", help="checkpoints of runs with an augmentor")
     p.add_argument("--num", type=int, default=4096, help="training poses sampled (default 4096)")
@@ -47,8 +51,9 @@ def main() -> None:
     x3, cam = data.pose3d[idx], data.cam[idx]
     rows = [elevation_row("real (Human3.6M S1-S8)", x3)]
     for path in args.ckpts:
-        model = PoseAugModule.load_from_checkpoint(path, map_location="cpu", weights_only=True,
-                                                   estimator_ckpt=None, augmentor_ckpt=None)  # fmt: skip
+        model = PoseAugModule.load_from_checkpoint(
+            path, map_location="cpu", weights_only=True, estimator_ckpt=None, augmentor_ckpt=None
+        )
         with torch.no_grad():
             out = augment_as_trained(model.augmentor, x3, cam)
         rows.append(elevation_row(path, out["rt"]))

@@ -368,13 +368,17 @@ def test_d2d_real_views_refilm_the_discriminators_real_poses_from_above(tmp_path
     # from the 2D leg (foot 0.9 m below the pelvis, 4 m away), which shortens as it rises
     grid = torch.deg2rad(torch.linspace(0, 60, 6001))
     leg_y = 2.0 * 0.9 * torch.cos(grid) / (4.0 + 0.9 * torch.sin(grid))
-    seen = torch.rad2deg(grid[(real2d[:, 3, 1, None] - real2d[:, 0, 1, None] - leg_y).abs().argmin(1)])
+    seen = torch.rad2deg(
+        grid[(real2d[:, 3, 1, None] - real2d[:, 0, 1, None] - leg_y).abs().argmin(1)]
+    )
     assert seen.min() > 9.9 and seen.max() < 40.1 and seen.max() - seen.min() > 20
     assert pl.pose_statistics(real2d, pose)["upright"] == 1.0  # still upright people
 
 
 def test_d2d_real_views_out_of_range_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match=re.escape("model.d2d_real_views must be null or [low, high]")):
+    with pytest.raises(
+        ConfigError, match=re.escape("model.d2d_real_views must be null or [low, high]")
+    ):
         validate(tiny_cfg(tmp_path, "model.d2d_real_views=[40,10]"))
     with pytest.raises(Exception, match=re.escape("d2d_real_views must be [low, high] degrees")):
         _module(tmp_path, "model.d2d_real_views=[0,90]")  # (Hydra wraps the ValueError)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import contextmanager
-from pathlib import Path
 
 import hydra
 import lightning as L
@@ -38,9 +37,9 @@ from . import skeleton as sk
 from .camera import elevation_range, orbit_camera_up, project_to_2d
 from .ckpt import read_checkpoint, sub_state
 from .config import TrainingDiverged
+from .health import HealthGuard
 from .metrics import PoseMetrics, mpjpe, pa_mpjpe
 from .pools import FakePool
-from .resume import logged_step
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +80,7 @@ def frozen_bn_statistics(module: nn.Module, frozen: bool = True):
             m.momentum = momentum
 
 
-#: The networks the health guard watches, in `_bad` order.
-NETWORKS = ("augmentor", "d3d", "d2d", "estimator")
-
-
-class PoseAugModule(L.LightningModule):
+class PoseAugModule(HealthGuard, L.LightningModule):
     """PoseAug training and evaluation.
 
     Args:
@@ -234,13 +229,7 @@ class PoseAugModule(L.LightningModule):
         self.register_buffer("bone_templates", torch.zeros(0, sk.NUM_BONES), persistent=False)
         group = torch.tensor(sk.BONE_SYMMETRY_GROUP)  # bone -> its left/right-shared group
         self.register_buffer("bone_group", group, persistent=False)
-        self.register_buffer("_bad", torch.zeros(len(NETWORKS), dtype=torch.bool), persistent=False)
-        self.register_buffer("_bad_step", torch.full((len(NETWORKS),), -1), persistent=False)
-        #: sums over the current window: D3d accuracy, D2d accuracy, D steps, inside share,
-        #: flat share, augmented batches (see `check_collapse`)
-        self.register_buffer("_window", torch.zeros(6), persistent=False)
-        self._collapse_warned: set[str] = set()
-        self.restores = 0
+        self.init_health_guard()
         self.val_metrics = PoseMetrics()
         self.test_metrics = nn.ModuleDict()
         self.test_results: dict[str, dict[str, float]] = {}
@@ -382,118 +371,6 @@ class PoseAugModule(L.LightningModule):
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt.step()
-
-    # --- health guard -------------------------------------------------------------------------
-
-    def _watch(self, net: str, loss: torch.Tensor) -> None:
-        """Remember, on the device (no host sync), whether ``net``'s loss is non-finite and at
-        which step that first happened."""
-        i = NETWORKS.index(net)
-        bad = ~torch.isfinite(loss.detach())
-        step = logged_step(self._trainer) if self._trainer is not None else 0
-        self._bad_step[i] = torch.where(bad & ~self._bad[i], step, self._bad_step[i])
-        self._bad[i] |= bad
-
-    def check_health(self) -> None:
-        """Raise `TrainingDiverged` if a loss became NaN/inf (one host sync; called at logging
-        intervals, at epoch end and before every checkpoint is written)."""
-        if not bool(self._bad.any()):
-            return
-        steps = torch.where(self._bad, self._bad_step, torch.iinfo(torch.long).max)
-        i = int(steps.argmin())
-        raise TrainingDiverged(
-            f"training diverged: the {NETWORKS[i]} loss became NaN or inf at step "
-            f"{int(steps[i])}; no checkpoint of this state was written. Lower the learning "
-            "rates (model.lr.*) or the loss weights (model.weights.*), or resume from the last "
-            "checkpoint with another seed"
-        )
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        """Check the health flags at the logging interval and at the epoch's last batch (before
-        validation and the epoch-end callbacks see the weights), and the collapse window at the
-        logging interval; the only host syncs they cost."""
-        window = (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0
-        if window or batch_idx + 1 == self.trainer.num_training_batches:
-            self.check_health()
-        if window and self.hparams.augment:
-            self.check_collapse()
-
-    def _watch_augmentation(self, out: dict, inside: torch.Tensor) -> None:
-        """Add this batch's in-frame share and flat share (x' whose 2D joints lie on a point or
-        a line: the smaller principal axis under 1% of the larger) to the window, on device."""
-        x = out["rt_2d"] - out["rt_2d"].mean(-2, keepdim=True)
-        xx, yy, xy = (
-            x[..., 0].pow(2).sum(-1),
-            x[..., 1].pow(2).sum(-1),
-            (x[..., 0] * x[..., 1]).sum(-1),
-        )
-        half_tr = (xx + yy) / 2  # eigenvalues of the 2x2 covariance: half_tr -+ gap
-        gap = (half_tr.pow(2) - (xx * yy - xy.pow(2))).clamp_min(0).sqrt()
-        small, large = half_tr - gap, half_tr + gap
-        flat = (small < 1e-4 * large) | (large < 1e-8)
-        self._window[3] += inside.float().mean()
-        self._window[4] += flat.float().mean()
-        self._window[5] += 1
-
-    def collapse_reason(self) -> str | None:
-        """Why the latest window looks collapsed (None if it does not); resets the window."""
-        d3d, d2d, n_disc, inside, flat, n = self._window.tolist()
-        self._window.zero_()
-        if n == 0:
-            return None
-        if n_disc and max(d3d, d2d) / n_disc > 0.99:
-            which = "d3d" if d3d >= d2d else "d2d"
-            return f"the {which} discriminator was right on over 99% of its samples"
-        if inside / n < 0.01:
-            return "under 1% of the augmented poses were inside the image"
-        if flat / n > 0.9:
-            return "over 90% of the augmented 2D poses collapsed to a point or a line"
-        return None
-
-    def check_collapse(self) -> None:
-        """Act on a collapsed window as ``on_collapse`` says (skipped in the first window)."""
-        if self.augmentor_steps <= self.trainer.log_every_n_steps:
-            self._window.zero_()
-            return
-        reason = self.collapse_reason()
-        if reason is None:
-            return
-        where = f"GAN collapse at step {logged_step(self.trainer)}: {reason} over the last window"
-        mode = self.hparams.on_collapse
-        if mode == "restore" and self.restores < 3 and self._restore_last_checkpoint(where):
-            return
-        if mode in ("stop", "restore"):
-            why = (
-                ""
-                if mode == "stop"
-                else "; 3 restores used"
-                if self.restores >= 3
-                else "; no checkpoint to restore"
-            )
-            hint = "model.on_collapse=restore" if mode == "stop" else "another seed"
-            raise TrainingDiverged(f"training collapsed: {where}{why}; change the seed or the "
-                                   f"learning rates, or try {hint}")  # fmt: skip
-        if reason.split(" ")[1] not in self._collapse_warned:
-            self._collapse_warned.add(reason.split(" ")[1])
-            log.warning("%s (model.on_collapse=stop or restore acts on it)", where)
-
-    def _restore_last_checkpoint(self, where: str) -> bool:
-        """Reload the newest checkpoint's weights and optimiser states, re-seed; False if none."""
-        cbs = self.trainer.checkpoint_callbacks
-        paths = [Path(p) for c in cbs for p in (c.last_model_path, c.best_model_path) if p]
-        paths = sorted((p for p in paths if p.is_file()), key=lambda p: p.stat().st_mtime)
-        if not paths:
-            return False
-        ckpt = torch.load(paths[-1], map_location=self.device, weights_only=True)
-        self.load_state_dict(ckpt["state_dict"])
-        for opt, state in zip(self.trainer.optimizers, ckpt["optimizer_states"]):
-            opt.load_state_dict(state)
-        self.restores += 1
-        seed = int(torch.initial_seed()) + 1000 * self.restores
-        torch.manual_seed(seed)
-        log.warning("%s: restored %s and re-seeded (%d), restore %d of 3", where, paths[-1], seed,
-                    self.restores)  # fmt: skip
-        return True
 
     @contextmanager
     def _optimising(self, opt):

@@ -7,7 +7,8 @@ calibration), ``subject``, ``action``, ``sequence`` and ``index`` (B,) int64.
 Splits: ``train``; ``val``, whole sequences held out from the training subjects (for model
 selection, never test data); and the named test sets (`test_names`): the in-domain test split,
 the domain's extra sets, then every cross-dataset set, then (with ``raised_camera``) a
-raised-camera copy ``<name>_raised`` of each of them but ``synthetic_wild`` (`poseaug_pl.data.views`).
+raised-camera copy ``<name>_raised`` of each of them but ``synthetic_wild``
+(`poseaug_pl.data.views`).
 """
 
 from __future__ import annotations

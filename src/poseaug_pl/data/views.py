@@ -45,10 +45,10 @@ def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) 
     angle = math.radians(low_deg) + u * math.radians(high_deg - low_deg)
     pose3d = orbit_camera_up(data.pose3d, data.pose3d[:, 0], angle)
     if (pose3d[..., 2] <= 0.1).any():
-        raise DataError(f"{data.name}: raising the camera by up to {high_deg} degrees puts joints "
-                        "behind it (poses closer than their own size); use a smaller range")  # fmt: skip
+        raise DataError(
+            f"{data.name}: raising the camera by up to {high_deg} degrees puts joints behind "
+            "it (poses closer than their own size); use a smaller range"
+        )
     intr = data.cam if data.cam is not None else fit_pinhole(data.pose3d, data.pose2d)
     pose2d = project_to_2d(pose3d, intr.expand(len(data), 9) if intr.ndim == 1 else intr)
-    return dataclasses.replace(
-        data, name=data.name + RAISED_SUFFIX, pose3d=pose3d, pose2d=pose2d
-    )
+    return dataclasses.replace(data, name=data.name + RAISED_SUFFIX, pose3d=pose3d, pose2d=pose2d)
