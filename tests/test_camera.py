@@ -183,10 +183,16 @@ def test_raising_the_camera_by_an_angle_raises_the_implied_elevation_by_it():
         assert raised[0, 8, 2] < 4.0 if deg > 0 else raised[0, 8, 2] > 4.0  # thorax nearer
 
 
-def test_fit_pinhole_recovers_the_intrinsics_of_a_pinhole_projection():
+def test_fit_pinhole_recovers_each_rows_intrinsics():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(50, 16, 3, generator=g) * 0.5 + torch.tensor([0.2, -0.1, 4.5])
-    intr = torch.tensor([2.3, 2.28, 0.02, -0.05, 0, 0, 0, 0, 0])
+    intr = torch.zeros(50, 9)  # a different camera for every row
+    intr[:, :2] = 2.0 + 0.5 * torch.rand(50, 1, generator=g)
+    intr[:, 2:4] = 0.1 * torch.randn(50, 2, generator=g)
     fitted = camera.fit_pinhole(x, camera.project_to_2d(x, intr))
-    assert fitted.shape == (9,)
+    assert fitted.shape == (50, 9)
     torch.testing.assert_close(fitted, intr, atol=1e-4, rtol=1e-4)
+    one = camera.fit_pinhole(
+        x.reshape(1, -1, 3), camera.project_to_2d(x, intr[:1]).reshape(1, -1, 2)
+    )
+    torch.testing.assert_close(one[0], intr[0], atol=1e-4, rtol=1e-4)  # one group of all points

@@ -111,6 +111,8 @@ def elevation_range(value, name: str = "elevation range") -> tuple[float, float]
         ValueError: not two numbers with ``-80 <= low <= high <= 80`` (the message names ``name``).
     """
     try:
+        if isinstance(value, str) or any(isinstance(v, (bool, str)) for v in value):
+            raise TypeError
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
         low, high = math.nan, math.nan
@@ -121,26 +123,25 @@ def elevation_range(value, name: str = "elevation range") -> tuple[float, float]
 
 
 def fit_pinhole(x_cam: torch.Tensor, x_2d: torch.Tensor) -> torch.Tensor:
-    """Least-squares pinhole intrinsics of 2D-3D correspondences (one camera or a set of alike).
+    """Least-squares pinhole intrinsics of each group of 2D-3D correspondences (e.g. one pose).
 
-    Solves ``u = fx X / Z + cx`` and ``v = fy Y / Z + cy`` over every point.
+    Solves ``u = fx X / Z + cx`` and ``v = fy Y / Z + cy`` over the points of each group (the
+    second-last axis), in closed form.
 
     Args:
-        x_cam: (..., 3) camera-frame points with positive depth.
-        x_2d: (..., 2) their image points (normalised or pixels; the result is in the same units).
+        x_cam: (..., J, 3) camera-frame points with positive depth, J >= 2 spread in X/Z and Y/Z.
+        x_2d: (..., J, 2) their image points (normalised or pixels; the result is in those units).
 
     Returns:
-        (9,) intrinsics ``(fx, fy, cx, cy, 0, 0, 0, 0, 0)`` for `project_to_2d`.
+        (..., 9) intrinsics ``(fx, fy, cx, cy, 0, 0, 0, 0, 0)`` for `project_to_2d`.
     """
-    xy = (x_cam[..., :2] / x_cam[..., 2:3]).reshape(-1, 2).double()
-    uv = x_2d.reshape(-1, 2).double()
-    out = []
-    for k in range(2):
-        design = torch.stack([xy[:, k], torch.ones_like(xy[:, k])], dim=-1)
-        out.append(torch.linalg.lstsq(design, uv[:, k : k + 1]).solution.squeeze(-1))
-    (fx, cx), (fy, cy) = out
-    zeros = torch.zeros(5, dtype=torch.float64)
-    return torch.cat([torch.stack([fx, fy, cx, cy]), zeros]).to(x_cam.dtype)
+    p = (x_cam[..., :2] / x_cam[..., 2:3]).double()  # (..., J, 2)
+    uv = x_2d.double()
+    dp = p - p.mean(-2, keepdim=True)
+    f = (dp * (uv - uv.mean(-2, keepdim=True))).sum(-2) / dp.pow(2).sum(-2)  # (..., 2)
+    c = uv.mean(-2) - f * p.mean(-2)
+    zeros = torch.zeros(*f.shape[:-1], 5, dtype=f.dtype, device=f.device)
+    return torch.cat([f, c, zeros], dim=-1).to(x_cam.dtype)
 
 
 def normalize_screen_coordinates(x: torch.Tensor, w, h) -> torch.Tensor:

@@ -42,7 +42,6 @@ def _non_negative():
     return (lambda v: _is_num(v) and v >= 0), "a number >= 0"
 
 
-#: key -> (type check, description) for the user-facing settings.
 def _is_view_range(v) -> bool:
     """null, or ``[low, high]`` camera-elevation degrees with -80 <= low <= high <= 80."""
     if v is None:
@@ -58,6 +57,7 @@ def _is_view_range(v) -> bool:
 
 VIEW_RANGE = (_is_view_range, "null or [low, high] degrees with -80 <= low <= high <= 80")
 
+#: key -> (type check, description) for the user-facing settings.
 CHECKS = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "augment": (lambda v: isinstance(v, bool), "true or false"),

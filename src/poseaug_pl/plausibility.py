@@ -130,8 +130,8 @@ def discriminator_accuracy(real_scores: torch.Tensor, fake_scores: torch.Tensor)
 def format_table(stats: dict[str, dict], title: str = "") -> str:
     """The statistics as a small text table: one row per population (real, augmented)."""
     cols = [*POSE_STATS, *AUGMENTATION_STATS]
-    heads = ["upright", "inside", "scale2d", "elev", "elev>30", "rot", "bone_ang", "bone_len",
-             "d3d_acc", "d2d_acc"]  # fmt: skip
+    heads = ["upright", "inside", "scale2d", "elev", f"elev>={HIGH_VIEW_DEG:g}", "rot", "bone_ang",
+             "bone_len", "d3d_acc", "d2d_acc"]  # fmt: skip
 
     def cell(name, v):
         if v is None or (isinstance(v, float) and math.isnan(v)):

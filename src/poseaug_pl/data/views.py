@@ -4,6 +4,9 @@ Human3.6M's and HumanEva-I's cameras sit near chest height; MPI-INF-3DHP and 3DP
 above. `raise_camera` keeps a set's real poses, skeleton and lens and changes only the camera's
 elevation, so the error it adds is the viewpoint's alone (``synthetic_wild`` changes poses,
 proportions and cameras at once).
+
+The copies are exact projections of the 3D poses: with a detector's 2D keypoints as input
+(``data.keypoints``), the source set holds detections but its raised copy does not.
 """
 
 from __future__ import annotations
@@ -25,18 +28,20 @@ def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) 
 
     Each row's camera circles its root joint about the camera's x axis (`orbit_camera_up`), then
     the poses are projected with the set's own intrinsics (``data.cam``) or, for sets without
-    calibration, with a pinhole fitted to the set's 2D-3D pairs (`fit_pinhole`).
+    calibration, with a pinhole fitted to each row's own 2D-3D pair (`fit_pinhole`; a set may
+    mix cameras, as HumanEva-I's three do).
 
     Args:
         data: a test set (camera-frame ``pose3d`` with the root not subtracted).
-        low_deg, high_deg: range of the elevation change, degrees (``low <= high``).
+        low_deg, high_deg: range of the elevation change, degrees (``low <= high``; equal
+            values raise every camera by that angle).
         seed: seed of the per-row angles; equal seeds give identical sets.
 
     Returns:
         A `PoseSet` named ``<name>_raised`` with the same rows, ids and calibration.
 
     Raises:
-        ValueError: an empty or reversed range, or one outside [-80, 80] degrees.
+        ValueError: a reversed range, or one outside [-80, 80] degrees.
         DataError: a joint of a re-filmed pose would lie behind the camera.
     """
     low_deg, high_deg = elevation_range((low_deg, high_deg), "raised camera range")
@@ -50,5 +55,5 @@ def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) 
             "it (poses closer than their own size); use a smaller range"
         )
     intr = data.cam if data.cam is not None else fit_pinhole(data.pose3d, data.pose2d)
-    pose2d = project_to_2d(pose3d, intr.expand(len(data), 9) if intr.ndim == 1 else intr)
+    pose2d = project_to_2d(pose3d, intr)
     return dataclasses.replace(data, name=data.name + RAISED_SUFFIX, pose3d=pose3d, pose2d=pose2d)
