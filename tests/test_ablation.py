@@ -35,3 +35,16 @@ def test_summary_holds_seed_means_and_stds_per_run_and_set(tmp_path):
 def test_summary_without_runs_is_one_error_line(tmp_path):
     r = cli("ablation", str(tmp_path))
     assert r.returncode != 0 and r.stderr.strip().startswith("error:")
+
+
+def test_a_set_missing_in_some_seeds_is_left_out_with_a_warning(tmp_path):
+    for seed in (0, 1):
+        _write(tmp_path, seed, "control", 58)
+    path = tmp_path / "seed1" / "control" / "metrics.json"
+    m = json.loads(path.read_text())
+    m["h36m_raised"] = dict(m["h36m"])  # only the newer seed has the raised copy
+    path.write_text(json.dumps(m))
+    r = cli("ablation", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "h36m_raised" not in json.loads((tmp_path / "summary.json").read_text())["control"]
+    assert "warning: control: h36m_raised left out (in 1 of 2 seeds)" in r.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from .utils import format_table, write_text_atomic
@@ -49,6 +50,20 @@ def summarise(found: dict[str, list[dict]]) -> tuple[dict, dict]:
     return mean, std
 
 
+def partial_sets(found: dict[str, list[dict]]) -> list[str]:
+    """One line per test set that some but not all seeds of a run have (left out of the summary,
+    e.g. runs finished before a set was added and reused by the script)."""
+    notes = []
+    for run, seeds in found.items():
+        counts: dict[str, int] = {}
+        for m in seeds:
+            for s in m:
+                counts[s] = counts.get(s, 0) + 1
+        notes += [f"{run}: {s} left out (in {n} of {len(seeds)} seeds)"
+                  for s, n in counts.items() if n < len(seeds)]  # fmt: skip
+    return notes
+
+
 def table_rows(mean: dict, std: dict, counts: dict[str, int], metric: str = "mpjpe") -> list:
     """One row per run: ``mean +- std`` of ``metric`` per set, and the ratio to the control."""
     rows = []
@@ -73,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     if not found:
         raise SystemExit(f"error: {args.out}: no seed*/<run>/metrics.json found")
     mean, std = summarise(found)
+    for note in partial_sets(found):
+        print(f"warning: {note}", file=sys.stderr)
     out = Path(args.out)
     write_text_atomic(out / "summary.json", json.dumps(mean, indent=2))
     write_text_atomic(out / "summary_std.json", json.dumps(std, indent=2))
