@@ -18,7 +18,7 @@ import torch
 from poseaug_pl.callbacks import augment_as_trained
 from poseaug_pl.data.h36m import TRAIN_SUBJECTS, load_h36m
 from poseaug_pl.module import PoseAugModule
-from poseaug_pl.plausibility import HIGH_VIEW_DEG, camera_elevation_deg
+from poseaug_pl.plausibility import HIGH_VIEW_DEG, camera_elevation_deg, high_view_share
 from poseaug_pl.utils import format_table
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -30,9 +30,7 @@ def elevation_row(name: str, pose3d: torch.Tensor) -> dict:
     row = {"poses": name}
     for q, v in zip(QUANTILES, e.quantile(torch.tensor(QUANTILES)).tolist()):
         row[f"elev p{round(q * 100)}"] = round(v, 1)
-    row[f"elev >= {HIGH_VIEW_DEG:g} (%)"] = round(
-        100 * float((e >= HIGH_VIEW_DEG).float().mean()), 1
-    )
+    row[f"elev >= {HIGH_VIEW_DEG:g} (%)"] = round(100 * float(high_view_share(e)), 1)
     return row
 
 

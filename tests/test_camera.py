@@ -196,3 +196,17 @@ def test_fit_pinhole_recovers_each_rows_intrinsics():
         x.reshape(1, -1, 3), camera.project_to_2d(x, intr[:1]).reshape(1, -1, 2)
     )
     torch.testing.assert_close(one[0], intr[0], atol=1e-4, rtol=1e-4)  # one group of all points
+
+
+def test_raise_randomly_turns_each_pose_about_its_root_within_the_range():
+    pose = torch.zeros(200, 16, 3)
+    pose[..., 2] = 4.0
+    pose[:, 8, 1] = -0.5  # thorax above the pelvis, level camera
+    a = camera.raise_randomly(pose, 10.0, 30.0, torch.Generator().manual_seed(1))
+    b = camera.raise_randomly(pose, 10.0, 30.0, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)  # a seeded generator: reproducible
+    torch.testing.assert_close(a[:, 0], pose[:, 0])  # roots stay
+    from poseaug_pl.plausibility import camera_elevation_deg
+
+    e = camera_elevation_deg(a)
+    assert e.min() >= 10 - 1e-3 and e.max() <= 30 + 1e-3 and e.max() - e.min() > 15

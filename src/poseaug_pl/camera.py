@@ -104,6 +104,29 @@ def orbit_camera_up(x_cam: torch.Tensor, pivot: torch.Tensor, angle: torch.Tenso
     return torch.stack([x, c * y - s * z, s * y + c * z], dim=-1) + pivot.unsqueeze(-2)
 
 
+def raise_randomly(
+    x_cam: torch.Tensor, low_deg: float, high_deg: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """`orbit_camera_up` about each pose's root joint by a per-pose angle drawn from U(low, high).
+
+    Args:
+        x_cam: (..., J, 3) camera-frame poses, root joint first.
+        low_deg, high_deg: the range of the angle, degrees.
+        generator: a (CPU) random generator for reproducible angles; None: the global one, on
+            ``x_cam``'s device (no host transfer).
+
+    Returns:
+        (..., J, 3) the poses seen from the raised cameras.
+    """
+    shape = x_cam.shape[:-2]
+    if generator is None:
+        u = torch.rand(shape, device=x_cam.device, dtype=x_cam.dtype)
+    else:
+        u = torch.rand(shape, generator=generator, dtype=x_cam.dtype).to(x_cam.device)
+    angle = math.radians(low_deg) + u * math.radians(high_deg - low_deg)
+    return orbit_camera_up(x_cam, x_cam[..., 0, :], angle)
+
+
 def elevation_range(value, name: str = "elevation range") -> tuple[float, float]:
     """Check a ``[low, high]`` camera-elevation range in degrees and return it as floats.
 

@@ -46,7 +46,7 @@ def _is_view_range(v) -> bool:
     """null, or ``[low, high]`` camera-elevation degrees with -80 <= low <= high <= 80."""
     if v is None:
         return True
-    if not isinstance(v, ListConfig) or any(isinstance(a, (bool, str)) for a in v):
+    if not isinstance(v, ListConfig):
         return False
     try:
         elevation_range(v)

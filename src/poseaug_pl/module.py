@@ -23,7 +23,6 @@ checkpoints load with torch's safe ``weights_only`` loading.
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import contextmanager
 
 import hydra
@@ -34,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import losses
 from . import skeleton as sk
-from .camera import elevation_range, orbit_camera_up, project_to_2d
+from .camera import elevation_range, project_to_2d, raise_randomly
 from .ckpt import read_checkpoint, sub_state
 from .config import TrainingDiverged
 from .data.views import RAISED_SUFFIX
@@ -117,7 +116,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             only five learns to output them whatever the 2D says. Like the swap, it feeds the
             augmentor and the discriminators' real samples, never the estimator's real pass.
         d2d_real_views: ``[low, high]`` degrees: the 2D discriminator's real samples are the
-            source poses re-filmed from their camera raised by U(low, high) (`orbit_camera_up`)
+            source poses re-filmed from their camera raised by U(low, high) (`raise_randomly`)
             instead of as filmed (None: off, the released code). Four chest-height cameras are
             a sample of the cameras a dataset could have, not their definition; with them alone
             the discriminator calls every view from above fake.
@@ -406,9 +405,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         views = self.hparams.d2d_real_views
         if not views:
             return x2
-        low, high = math.radians(views[0]), math.radians(views[1])
-        angle = low + (high - low) * torch.rand(len(x3), device=x3.device)
-        return project_to_2d(orbit_camera_up(x3, x3[:, 0], angle), cam)
+        return project_to_2d(raise_randomly(x3, *views), cam)
 
     def _estimator_step(self, opt, pose2d, target, tag: str) -> torch.Tensor:
         """One estimator update (MSE on root-relative metres); returns the detached loss."""

@@ -71,6 +71,11 @@ def camera_elevation_deg(pose3d: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.asin((-u[:, 2]).clamp(-1.0, 1.0)))
 
 
+def high_view_share(elevation_deg: torch.Tensor) -> torch.Tensor:
+    """(B,) implied camera elevations -> share at least `HIGH_VIEW_DEG`; scalar tensor."""
+    return (elevation_deg >= HIGH_VIEW_DEG).float().mean()
+
+
 def pose_statistics(pose2d: torch.Tensor, pose3d: torch.Tensor,
                     reference_size: torch.Tensor | None = None) -> dict[str, float]:  # fmt: skip
     """`POSE_STATS` of a set of pose pairs, as plain floats.
@@ -88,7 +93,7 @@ def pose_statistics(pose2d: torch.Tensor, pose3d: torch.Tensor,
         "inside": float(inside_share(pose2d)),
         "scale_2d": float(size / ref),
         "elevation_deg": float(elevation.median()),
-        "high_view": float((elevation >= HIGH_VIEW_DEG).float().mean()),
+        "high_view": float(high_view_share(elevation)),
     }
 
 

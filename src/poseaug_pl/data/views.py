@@ -12,11 +12,10 @@ The copies are exact projections of the 3D poses: with a detector's 2D keypoints
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
-from ..camera import elevation_range, fit_pinhole, orbit_camera_up, project_to_2d
+from ..camera import elevation_range, fit_pinhole, project_to_2d, raise_randomly
 from .poseset import DataError, PoseSet
 
 #: Suffix of a raised-camera copy of a test set (``h36m`` -> ``h36m_raised``).
@@ -26,7 +25,7 @@ RAISED_SUFFIX = "_raised"
 def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) -> PoseSet:
     """Re-film every pose of ``data`` from its camera raised by U(low, high) degrees.
 
-    Each row's camera circles its root joint about the camera's x axis (`orbit_camera_up`), then
+    Each row's camera circles its root joint about the camera's x axis (`raise_randomly`), then
     the poses are projected with the set's own intrinsics (``data.cam``) or, for sets without
     calibration, with a pinhole fitted to each row's own 2D-3D pair (`fit_pinhole`; a set may
     mix cameras, as HumanEva-I's three do).
@@ -46,9 +45,7 @@ def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) 
     """
     low_deg, high_deg = elevation_range((low_deg, high_deg), "raised camera range")
     gen = torch.Generator().manual_seed(int(seed))
-    u = torch.rand(len(data), generator=gen).to(data.pose3d.device)
-    angle = math.radians(low_deg) + u * math.radians(high_deg - low_deg)
-    pose3d = orbit_camera_up(data.pose3d, data.pose3d[:, 0], angle)
+    pose3d = raise_randomly(data.pose3d, low_deg, high_deg, gen)
     if (pose3d[..., 2] <= 0.1).any():
         raise DataError(
             f"{data.name}: raising the camera by up to {high_deg} degrees puts joints behind "
