@@ -7,11 +7,14 @@ camera elevation of the real poses and of each checkpoint's augmentations x' (th
 training mode with frozen BatchNorm statistics, as the estimator sees them): 10th / 50th / 90th
 percentile in degrees and the share seen from 30 degrees or more above (``high_view`` of the
 plausibility report). The raised-camera test sets (``data.raised_camera``) need such views.
+``spread``: the median angle between the rotations of two noise draws for the same pose, how
+many views of one pose the augmentor makes (``model.weights.view_diversity`` raises it).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
 
@@ -19,18 +22,21 @@ from poseaug_pl.callbacks import augment_as_trained
 from poseaug_pl.data.h36m import TRAIN_SUBJECTS, load_h36m
 from poseaug_pl.module import PoseAugModule
 from poseaug_pl.plausibility import HIGH_VIEW_DEG, camera_elevation_deg, high_view_share
+from poseaug_pl.rotation import relative_angle
 from poseaug_pl.utils import format_table
 
 QUANTILES = (0.1, 0.5, 0.9)
 
 
-def elevation_row(name: str, pose3d: torch.Tensor) -> dict:
-    """One table row: the elevation percentiles (degrees) and the high-view share (%)."""
+def elevation_row(name: str, pose3d: torch.Tensor, spread=None) -> dict:
+    """One table row: the elevation percentiles (degrees), the high-view share (%) and, given
+    ``spread`` (B,) radians between two noise draws' rotations, its median in degrees."""
     e = camera_elevation_deg(pose3d)
     row = {"poses": name}
     for q, v in zip(QUANTILES, e.quantile(torch.tensor(QUANTILES)).tolist()):
         row[f"elev p{round(q * 100)}"] = round(v, 1)
     row[f"elev >= {HIGH_VIEW_DEG:g} (%)"] = round(100 * float(high_view_share(e)), 1)
+    row["spread p50"] = "-" if spread is None else round(math.degrees(float(spread.median())), 1)
     return row
 
 
@@ -55,7 +61,9 @@ def main() -> None:
         )
         with torch.no_grad():
             out = augment_as_trained(model.augmentor, x3, cam)
-        rows.append(elevation_row(path, out["rt"]))
+            again = augment_as_trained(model.augmentor, x3, cam)["rotation_matrix"]
+        spread = relative_angle(out["rotation_matrix"], again)
+        rows.append(elevation_row(path, out["rt"], spread))
     print(format_table(rows))
 
 

@@ -33,6 +33,9 @@ def test_elevation_row_of_level_and_raised_views():
     assert raised["elev >= 30 (%)"] == 50.0
     assert raised["elev p10"] == pytest.approx(10.0, abs=1e-3)
     assert raised["elev p90"] == pytest.approx(40.0, abs=1e-3)
+    assert raised["spread p50"] == "-"
+    spread = _script().elevation_row("x", pose, torch.full((10,), math.radians(30)))["spread p50"]
+    assert spread == pytest.approx(30.0)
 
 
 @pytest.mark.realdata

@@ -148,6 +148,20 @@ def test_rotations_are_orthonormal_and_match_their_definition():
     torch.testing.assert_close(eye[0], torch.eye(3))
 
 
+def test_relative_angle_is_the_angle_of_the_rotation_between_two():
+    base = random_rotation(40)
+    g = torch.Generator().manual_seed(1)
+    angle = torch.rand(40, generator=g, dtype=torch.float64) * math.pi
+    axis = torch.nn.functional.normalize(
+        torch.randn(40, 3, generator=g, dtype=torch.float64), dim=-1
+    )
+    turned = rotation.axis_angle_to_matrix(axis * angle[:, None]) @ base
+    torch.testing.assert_close(rotation.relative_angle(base, turned), angle)
+    torch.testing.assert_close(rotation.relative_angle(turned, base), angle)  # symmetric
+    same = rotation.relative_angle(base, base)
+    torch.testing.assert_close(same, torch.zeros_like(same), atol=1e-6, rtol=0)
+
+
 def test_look_at_points_the_camera_at_the_target():
     eye = torch.tensor([[4.0, -3.0, 2.0]])
     target = torch.tensor([[0.0, 0.0, 1.0]])

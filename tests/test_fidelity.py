@@ -382,3 +382,56 @@ def test_d2d_real_views_out_of_range_is_refused(tmp_path):
         validate(tiny_cfg(tmp_path, "model.d2d_real_views=[40,10]"))
     with pytest.raises(Exception, match=re.escape("d2d_real_views must be [low, high] degrees")):
         _module(tmp_path, "model.d2d_real_views=[0,90]")  # (Hydra wraps the ValueError)
+
+
+# --- view diversity (mode seeking on the RT rotation) --------------------------------------------
+
+
+def test_view_diversity_loss_rewards_rotations_apart_up_to_its_cap():
+    from poseaug_pl.losses import view_diversity_loss
+
+    def about_y(deg):
+        return axis_angle_to_matrix(torch.tensor([[0.0, math.radians(deg), 0.0]]))
+
+    same = about_y(30)
+    assert view_diversity_loss(same, same).item() == pytest.approx(0.0, abs=1e-6)
+    chord = [2 * math.sqrt(2) * math.sin(math.radians(d) / 2) for d in (20, 60, 90)]
+    assert view_diversity_loss(about_y(0), about_y(20)).item() == pytest.approx(-chord[0], 1e-5)
+    assert view_diversity_loss(about_y(10), about_y(70)).item() == pytest.approx(-chord[1], 1e-5)
+    capped = view_diversity_loss(about_y(0), about_y(150))  # beyond 90 degrees: no more reward
+    assert capped.item() == pytest.approx(-chord[2], 1e-5)
+    assert view_diversity_loss(about_y(0), about_y(150), cap_deg=180).item() < capped.item()
+
+
+def test_view_diversity_sends_a_gradient_to_the_rotation_head_only_when_on(tmp_path):
+    pose = _upright_pose().expand(64, 16, 3) + 0.02 * torch.randn(64, 16, 3)
+    batch = _batch_of(pose)
+    grads = {}
+    for w in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = _module(tmp_path, f"model.weights.view_diversity={w}").train()
+        for name in ("adv2d", "adv3d", "reg"):  # the diversity term alone
+            model.weights[name] = 0.0
+        x3, x2, cam = model._source(batch)
+        loss, _, logged = model.augmentor_loss(x3, x2, cam)
+        assert ("train/aug/view_diversity" in logged) == (w > 0)
+        if w:
+            assert -2 * math.sqrt(2) < logged["train/aug/view_diversity"] < 0
+            loss.backward()
+            grads[w] = model.augmentor.rot.head.weight.grad
+    assert torch.isfinite(grads[1.0]).all() and grads[1.0].abs().sum() > 0
+    with pytest.raises(ConfigError, match="model.weights.view_diversity"):
+        validate(tiny_cfg(tmp_path, "model.weights.view_diversity=-1"))
+    with pytest.raises(ConfigError, match=re.escape("model.view_diversity_cap must be a number")):
+        validate(tiny_cfg(tmp_path, "model.view_diversity_cap=200"))
+
+
+def test_view_diversity_cap_bounds_the_reward(tmp_path):
+    model = _module(tmp_path, "model.weights.view_diversity=1", "model.view_diversity_cap=1")
+    model.train()
+    for name in ("adv2d", "adv3d", "reg"):
+        model.weights[name] = 0.0
+    x3, x2, cam = model._source(_batch_of(_upright_pose().expand(64, 16, 3)))
+    _, _, logged = model.augmentor_loss(x3, x2, cam)
+    cap = 2 * math.sqrt(2) * math.sin(math.radians(1) / 2)  # every pair of draws is further apart
+    assert logged["train/aug/view_diversity"].item() == pytest.approx(-cap, rel=1e-4)

@@ -113,7 +113,15 @@ CHECKS.update(
         **{f"model.lr.{k}": _positive() for k in ("estimator", "augmentor", "discriminator")},
         **{
             f"model.weights.{k}": _non_negative()
-            for k in ("adv2d", "adv3d", "reg", "feedback_ba", "feedback_rt", "feedback")
+            for k in (
+                "adv2d",
+                "adv3d",
+                "reg",
+                "feedback_ba",
+                "feedback_rt",
+                "feedback",
+                "view_diversity",
+            )
         },  # fmt: skip
         "model.hard_ratio.start": _positive(),
         "model.hard_ratio.end": _positive(),
@@ -141,6 +149,10 @@ CHECKS.update(
         ),
         "model.bone_jitter": ((lambda v: _is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
         "model.d2d_real_views": VIEW_RANGE,
+        "model.view_diversity_cap": (
+            (lambda v: _is_num(v) and 0 < v <= 180),
+            "a number of degrees in (0, 180]",
+        ),
         "model.pool_size": _int_at_least(1),
         "model.warmup_steps": _int_at_least(0),
         "model.grad_clip": _non_negative(),  # 0 turns clipping off

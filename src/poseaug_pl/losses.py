@@ -10,6 +10,7 @@ Two recipes exist (see ``docs/METHOD.md`` of the project's shared docs):
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -53,6 +54,20 @@ def lsgan_generator_loss(fake: torch.Tensor) -> torch.Tensor:
     (The released code adds ``0.5 * mean(D(real)^2)``, which has no gradient for the augmentor.)
     """
     return 0.5 * (fake - 1).pow(2).mean()
+
+
+def view_diversity_loss(rot_a: torch.Tensor, rot_b: torch.Tensor, cap_deg: float = 90.0):
+    """Minus the mean distance between two rotations drawn for the same poses (mode seeking).
+
+    ``-mean(min(||R_a - R_b||_F, c))`` with ``c`` the Frobenius (chordal) distance of two
+    rotations ``cap_deg`` apart, ``2 * sqrt(2) * sin(angle / 2)``: lowest when the augmentor's
+    noise turns the same pose into views up to ``cap_deg`` apart, with no reward beyond.
+
+    Args:
+        rot_a, rot_b: (B, 3, 3) rotation matrices from two noise draws for the same B poses.
+    """
+    cap = 2 * math.sqrt(2) * math.sin(math.radians(cap_deg) / 2)
+    return -torch.linalg.matrix_norm(rot_a - rot_b).clamp(max=cap).mean()
 
 
 def band_loss(x: torch.Tensor, centre, half_width) -> torch.Tensor:

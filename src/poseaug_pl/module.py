@@ -106,7 +106,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         hard_ratio: ``{start, end}`` of the hard ratio, linear over the epochs (paper: beta of
             the feedback loss; released: centre of the BA error-ratio band).
         rt_ratio: ``{centre, half_width}`` of the released RT band; ba_half_width: BA band.
-        weights: loss weights ``{adv2d, adv3d, reg, feedback_ba, feedback_rt, feedback}``.
+        weights: loss weights ``{adv2d, adv3d, reg, feedback_ba, feedback_rt, feedback,
+            view_diversity}`` (the last: `losses.view_diversity_loss`, 0 = off, the released code).
         d_every: discriminator step every that many batches; pool_size: fake pool capacity.
         bone_swap: give every source pose a random training subject's bone lengths.
         bone_jitter: also scale each source pose's 9 left/right-shared bone groups by an
@@ -120,6 +121,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             instead of as filmed (None: off, the released code). Four chest-height cameras are
             a sample of the cameras a dataset could have, not their definition; with them alone
             the discriminator calls every view from above fake.
+        view_diversity_cap: degrees between two noise draws' rotations beyond which
+            ``weights.view_diversity`` rewards nothing more; the augmentor's spread of views per
+            pose settles near it.
         grad_clip: gradient-norm clip per network (0 disables).
         aug_bn_stats: let augmented batches update the estimator's BatchNorm running statistics
             in the interleaved schedule. Off by default: the running statistics then describe
@@ -166,6 +170,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         bone_swap: bool = True,
         bone_jitter: float = 0.0,
         d2d_real_views=None,
+        view_diversity_cap: float = 90.0,
         grad_clip: float = 1.0,
         aug_bn_stats: bool = False,
         aug_norm: str = "batch",
@@ -196,6 +201,10 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             raise ValueError(f"aug_batch must be 'rebatch' or 'masked', got {aug_batch!r}")
         if d2d_real_views is not None:
             d2d_real_views = list(elevation_range(d2d_real_views, "d2d_real_views"))
+        if not 0 < view_diversity_cap <= 180:
+            raise ValueError(
+                f"view_diversity_cap must be in (0, 180] degrees, got {view_diversity_cap}"
+            )
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.lr = {"augmentor": 1e-4, "discriminator": 1e-4, "estimator": 1e-4, **(lr or {})}
@@ -208,6 +217,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             "feedback_ba": 0.1,
             "feedback_rt": 0.01,
             "feedback": 1.0,
+            "view_diversity": 0.0,
             **(weights or {}),
         }
         self.estimator = hydra.utils.instantiate(estimator)
@@ -477,7 +487,19 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             feedback, ratios = self._feedback(x2, x3, out)
             loss = loss + feedback
             logged.update(ratios)
+        if w["view_diversity"] > 0:
+            spread = self._view_spread(x3, cam, out)
+            loss = loss + w["view_diversity"] * spread
+            logged["train/aug/view_diversity"] = spread.detach()
         return loss, out, logged
+
+    def _view_spread(self, x3, cam, out) -> torch.Tensor:
+        """`losses.view_diversity_loss` between ``out``'s rotations and a second noise draw's
+        for the same poses: the augmentor learns to turn one pose into several views."""
+        again = self.augmentor(x3, cam)["rotation_matrix"]
+        return losses.view_diversity_loss(
+            out["rotation_matrix"], again, self.hparams.view_diversity_cap
+        )
 
     @staticmethod
     def discriminator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor):

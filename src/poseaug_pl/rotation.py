@@ -92,3 +92,9 @@ def quaternion_to_axis_angle(q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor
     norm = v.norm(dim=-1, keepdim=True)
     angle = 2 * torch.atan2(norm, q[..., :1])
     return v / norm.clamp_min(eps) * angle
+
+
+def relative_angle(rot_a: torch.Tensor, rot_b: torch.Tensor) -> torch.Tensor:
+    """Angle of the rotation taking ``rot_a`` to ``rot_b``. (..., 3, 3) x2 -> (...) radians."""
+    trace = (rot_a.transpose(-1, -2) @ rot_b).diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.arccos(((trace - 1) / 2).clamp(-1.0, 1.0))

@@ -1,0 +1,102 @@
+"""How much of a cross-dataset error better poses and viewpoints could remove at most.
+
+    python scripts/headroom.py CROSS_PRED_NPZ IN_DOMAIN_PRED_NPZ
+
+Both files are `python -m poseaug_pl.evaluate ckpt_path=... save_predictions=true` output
+(``predictions/<set>.npz``: ``pred``, ``target`` root-relative mm) of the same checkpoint: one on
+the cross set, one on the test set of its training domain. Two datasets place some joints by
+their own conventions (HumanEva-I's hips sit 50 mm below Human3.6M's and half as far apart; its
+head, thorax, shoulders and spine come from other markers: README, "Where HumanEva-I's error
+comes from"); the limb joints (knees, feet, elbows, wrists) mean the same thing in both. Pose and
+viewpoint augmentation can only make the limbs better, so the script scores the cross set again
+with the limb joints' errors removed, everything else as predicted (MPJPE, mm):
+
+- ``as predicted``;
+- ``in-domain limbs``: each limb joint's error scaled down to the same estimator's mean error on
+  that joint in-domain (never up): the cross set's poses and viewpoints made as easy for the
+  estimator as its own domain's;
+- ``exact limbs``: the limb joints exact.
+
+Prints the per-joint errors beside them. An augmentation would have to beat ``in-domain limbs``
+to reach a lower error, that is, make the cross set's limbs easier than the training domain's.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from poseaug_pl import skeleton as sk
+from poseaug_pl.utils import format_table
+
+#: Joints that datasets define alike: the limbs' middle and end joints.
+LIMB_JOINTS: tuple[int, ...] = tuple(
+    sk.JOINT_NAMES.index(n)
+    for n in ("r_knee", "r_foot", "l_knee", "l_foot", "l_elbow", "l_wrist", "r_elbow", "r_wrist")
+)
+
+
+def per_joint_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean error of every joint. (N, J, 3) x2 -> (J,)."""
+    return (pred - target).norm(dim=-1).mean(0)
+
+
+def headroom(cross: tuple, in_domain: tuple, joints=LIMB_JOINTS) -> dict[str, float]:
+    """MPJPE of the cross-set predictions as they are and with the errors of ``joints`` removed.
+
+    Args:
+        cross: ``(pred, target)`` (N, J, 3) on the cross set, root-relative.
+        in_domain: ``(pred, target)`` (M, J, 3) of the same estimator on its own domain.
+        joints: the joint indices whose errors augmentation could remove.
+
+    Returns:
+        ``as predicted``, ``in-domain limbs`` and ``exact limbs`` MPJPE, in the inputs' units.
+        Every joint counts equally, as in MPJPE.
+    """
+    away = per_joint_errors(*cross)
+    home = per_joint_errors(*in_domain)
+    idx = torch.as_tensor(joints, dtype=torch.long)
+    as_home, exact = away.clone(), away.clone()
+    as_home[idx] = torch.minimum(away[idx], home[idx])
+    exact[idx] = 0.0
+    return {
+        "as predicted": float(away.mean()),
+        "in-domain limbs": float(as_home.mean()),
+        "exact limbs": float(exact.mean()),
+    }
+
+
+def load_predictions(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pred``, ``target`` (N, 16, 3) float64 tensors of an evaluate predictions file."""
+    with np.load(path) as f:
+        if "pred" not in f or "target" not in f:
+            raise ValueError(f"{path}: not a predictions file (needs 'pred' and 'target')")
+        return tuple(torch.from_numpy(f[k]).double() for k in ("pred", "target"))
+
+
+def main(argv=None) -> None:
+    """Command-line entry: print the per-joint errors and the headroom table."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("cross", help="predictions/<cross set>.npz")
+    ap.add_argument("in_domain", help="predictions/<training domain's test set>.npz")
+    args = ap.parse_args(argv)
+    cross, home = load_predictions(args.cross), load_predictions(args.in_domain)
+    away_j, home_j = per_joint_errors(*cross), per_joint_errors(*home)
+    both = zip(sk.JOINT_NAMES, home_j.tolist(), away_j.tolist())
+    rows = [
+        {"joint": n, "in-domain mm": f"{h:.1f}", "cross mm": f"{a:.1f}",
+         "limb": "yes" if j in LIMB_JOINTS else ""}
+        for j, (n, h, a) in enumerate(both)
+    ]  # fmt: skip
+    print(format_table(rows) + "\n")
+    result = headroom(cross, home)
+    base = result["as predicted"]
+    rows = [{"cross set rebuilt": k, "MPJPE mm": f"{v:.1f}", "ratio": f"{v / base:.3f}"}
+            for k, v in result.items()]  # fmt: skip
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()
