@@ -435,3 +435,14 @@ def test_view_diversity_cap_bounds_the_reward(tmp_path):
     _, _, logged = model.augmentor_loss(x3, x2, cam)
     cap = 2 * math.sqrt(2) * math.sin(math.radians(1) / 2)  # every pair of draws is further apart
     assert logged["train/aug/view_diversity"].item() == pytest.approx(-cap, rel=1e-4)
+
+
+@pytest.mark.parametrize("rotation", ["quaternion", "axis_angle"])
+def test_draw_rotation_is_the_forward_pass_rotation_without_the_other_branches(rotation):
+    from poseaug_pl.models import Augmentor
+
+    torch.manual_seed(0)
+    aug = Augmentor(hidden=32, noise_dim=0, rotation=rotation)  # no noise: deterministic
+    x3 = _upright_pose().repeat(16, 1, 1) + 0.05 * torch.randn(16, 16, 3)
+    cam = torch.tensor([[2.0, 2.0, 0, 0, 0, 0, 0, 0, 0]]).repeat(16, 1)
+    torch.testing.assert_close(aug.draw_rotation(x3), aug(x3, cam)["rotation_matrix"])

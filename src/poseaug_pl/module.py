@@ -488,15 +488,15 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             loss = loss + feedback
             logged.update(ratios)
         if w["view_diversity"] > 0:
-            spread = self._view_spread(x3, cam, out)
+            spread = self._view_spread(x3, out)
             loss = loss + w["view_diversity"] * spread
             logged["train/aug/view_diversity"] = spread.detach()
         return loss, out, logged
 
-    def _view_spread(self, x3, cam, out) -> torch.Tensor:
+    def _view_spread(self, x3, out) -> torch.Tensor:
         """`losses.view_diversity_loss` between ``out``'s rotations and a second noise draw's
         for the same poses: the augmentor learns to turn one pose into several views."""
-        again = self.augmentor(x3, cam)["rotation_matrix"]
+        again = self.augmentor.draw_rotation(x3)
         return losses.view_diversity_loss(
             out["rotation_matrix"], again, self.hparams.view_diversity_cap
         )

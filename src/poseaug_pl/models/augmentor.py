@@ -161,12 +161,7 @@ class Augmentor(nn.Module):
         bl = skeleton.bones_to_pose(ba_bones * (1 + ratio_bones).unsqueeze(-1), root=root[:, 0])
 
         # RT: rotate the root-centred BL pose, move its root to the predicted translation
-        if self.rotation == "quaternion":
-            q = self.rot(src)
-            rot_mat, rotation = quaternion_to_matrix(q), quaternion_to_axis_angle(q)
-        else:
-            rotation = torch.tanh(self.rot(src)) * math.pi
-            rot_mat = axis_angle_to_matrix(rotation)
+        rot_mat, rotation = self._rotate(src)
         t = self.trans(src)
         translation = torch.cat([t[:, :2], t[:, 2:] * t[:, 2:] + self.min_depth], 1)
         rt = (bl - bl[:, :1]) @ rot_mat.transpose(1, 2) + translation.unsqueeze(1)
@@ -178,6 +173,27 @@ class Augmentor(nn.Module):
             "bl_ratio": ratio, "bl_ratio_bones": ratio_bones,
             "rotation": rotation, "rotation_matrix": rot_mat, "translation": translation,
         }  # fmt: skip
+
+    def _rotate(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RT's rotation for flattened root-relative poses (B, 48): matrices (B, 3, 3) and
+        axis-angle (B, 3), with fresh noise."""
+        if self.rotation == "quaternion":
+            q = self.rot(src)
+            return quaternion_to_matrix(q), quaternion_to_axis_angle(q)
+        rotation = torch.tanh(self.rot(src)) * math.pi
+        return axis_angle_to_matrix(rotation), rotation
+
+    def draw_rotation(self, pose3d: torch.Tensor) -> torch.Tensor:
+        """Another draw of RT's rotation for the same poses, the other branches skipped.
+
+        Args:
+            pose3d: (B, 16, 3) source poses, camera frame.
+
+        Returns:
+            (B, 3, 3) rotation matrices (the distribution of ``forward``'s ``rotation_matrix``).
+        """
+        rel = pose3d - pose3d[:, :1]
+        return self._rotate(rel.reshape(len(rel), -1))[0]
 
 
 def bone_angle_change_deg(ba_diff: torch.Tensor) -> torch.Tensor:
