@@ -446,3 +446,36 @@ def test_draw_rotation_is_the_forward_pass_rotation_without_the_other_branches(r
     x3 = _upright_pose().repeat(16, 1, 1) + 0.05 * torch.randn(16, 16, 3)
     cam = torch.tensor([[2.0, 2.0, 0, 0, 0, 0, 0, 0, 0]]).repeat(16, 1)
     torch.testing.assert_close(aug.draw_rotation(x3), aug(x3, cam)["rotation_matrix"])
+
+
+def test_elevation_diversity_counts_higher_and_lower_views_not_turns():
+    from poseaug_pl.losses import elevation_diversity_loss
+
+    up = torch.tensor([[0.0, -1.0, 0.0]]).repeat(8, 1)  # upright, seen from a level camera
+    turn = axis_angle_to_matrix(torch.tensor([[0.0, 1.0, 0.0]]).repeat(8, 1))  # about the body
+    roll = axis_angle_to_matrix(torch.tensor([[0.0, 0.0, 0.5]]).repeat(8, 1))  # in the image
+    for rot in (turn, roll):
+        assert elevation_diversity_loss(up, (rot @ up[..., None])[..., 0]).item() == pytest.approx(
+            0.0, abs=1e-6
+        )
+    pitch = axis_angle_to_matrix(torch.tensor([[math.radians(20), 0.0, 0.0]]).repeat(8, 1))
+    higher, lower = (pitch @ up[..., None])[..., 0], (pitch.mT @ up[..., None])[..., 0]
+    assert elevation_diversity_loss(higher, lower).item() == pytest.approx(-math.radians(40), 1e-4)
+    capped = elevation_diversity_loss(higher, lower, cap_deg=10).item()
+    assert capped == pytest.approx(-math.radians(10), 1e-4)
+
+
+def test_view_diversity_of_elevation_trains_the_rotation_head(tmp_path):
+    pose = _upright_pose().expand(64, 16, 3) + 0.02 * torch.randn(64, 16, 3)
+    model = _module(tmp_path, "model.weights.view_diversity=1", "model.view_diversity_of=elevation")
+    model.train()
+    for name in ("adv2d", "adv3d", "reg"):
+        model.weights[name] = 0.0
+    x3, x2, cam = model._source(_batch_of(pose))
+    loss, _, logged = model.augmentor_loss(x3, x2, cam)
+    assert -math.pi / 2 <= logged["train/aug/view_diversity"] < 0
+    loss.backward()
+    g = model.augmentor.rot.head.weight.grad
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    with pytest.raises(ConfigError, match="model.view_diversity_of"):
+        validate(tiny_cfg(tmp_path, "model.view_diversity_of=yaw"))

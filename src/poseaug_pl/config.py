@@ -161,6 +161,10 @@ CHECKS.update(
         "data.test_sequences": _int_at_least(0),
         "data.wild_sequences": _int_at_least(0),
         "data.frames": _int_at_least(1),
+        "model.view_diversity_of": (
+            (lambda v: v in ("rotation", "elevation")),
+            "'rotation' or 'elevation'",
+        ),
         "model.on_collapse": (
             (lambda v: v in ("warn", "stop", "restore")),
             "'warn', 'stop' or 'restore'",

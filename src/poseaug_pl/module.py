@@ -43,6 +43,9 @@ from .pools import FakePool
 
 log = logging.getLogger(__name__)
 
+#: The thorax: the pelvis-to-thorax axis gives a pose's camera elevation.
+SPINE_TOP = sk.JOINT_NAMES.index("thorax")
+
 #: Test sets evaluated without flip test-time augmentation (the in-domain protocol).
 IN_DOMAIN_SETS = ("h36m", "synthetic")
 #: Augmentor outputs kept in `PoseAugModule.last_augmentation` (see `augmentation_parameters`).
@@ -124,6 +127,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         view_diversity_cap: degrees between two noise draws' rotations beyond which
             ``weights.view_diversity`` rewards nothing more; the augmentor's spread of views per
             pose settles near it.
+        view_diversity_of: what ``weights.view_diversity`` spreads: the whole ``rotation``
+            (`losses.view_diversity_loss`) or only the camera ``elevation``
+            (`losses.elevation_diversity_loss`: higher and lower views, no extra turn or roll).
         grad_clip: gradient-norm clip per network (0 disables).
         aug_bn_stats: let augmented batches update the estimator's BatchNorm running statistics
             in the interleaved schedule. Off by default: the running statistics then describe
@@ -171,6 +177,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         bone_jitter: float = 0.0,
         d2d_real_views=None,
         view_diversity_cap: float = 90.0,
+        view_diversity_of: str = "rotation",
         grad_clip: float = 1.0,
         aug_bn_stats: bool = False,
         aug_norm: str = "batch",
@@ -201,6 +208,10 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             raise ValueError(f"aug_batch must be 'rebatch' or 'masked', got {aug_batch!r}")
         if d2d_real_views is not None:
             d2d_real_views = list(elevation_range(d2d_real_views, "d2d_real_views"))
+        if view_diversity_of not in ("rotation", "elevation"):
+            raise ValueError(
+                f"view_diversity_of must be 'rotation' or 'elevation', got {view_diversity_of!r}"
+            )
         if not 0 < view_diversity_cap <= 180:
             raise ValueError(
                 f"view_diversity_cap must be in (0, 180] degrees, got {view_diversity_cap}"
@@ -494,12 +505,15 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         return loss, out, logged
 
     def _view_spread(self, x3, out) -> torch.Tensor:
-        """`losses.view_diversity_loss` between ``out``'s rotations and a second noise draw's
-        for the same poses: the augmentor learns to turn one pose into several views."""
-        again = self.augmentor.draw_rotation(x3)
-        return losses.view_diversity_loss(
-            out["rotation_matrix"], again, self.hparams.view_diversity_cap
-        )
+        """`losses.view_diversity_loss` (or `losses.elevation_diversity_loss`) between ``out``'s
+        rotations and a second noise draw's for the same poses: the augmentor learns to turn one
+        pose into several views."""
+        again, cap = self.augmentor.draw_rotation(x3), self.hparams.view_diversity_cap
+        if self.hparams.view_diversity_of == "rotation":
+            return losses.view_diversity_loss(out["rotation_matrix"], again, cap)
+        spine = nn.functional.normalize(x3[:, SPINE_TOP] - x3[:, 0], dim=-1).unsqueeze(-1)
+        up_a, up_b = (out["rotation_matrix"] @ spine).squeeze(-1), (again @ spine).squeeze(-1)
+        return losses.elevation_diversity_loss(up_a, up_b, cap)
 
     @staticmethod
     def discriminator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor):
