@@ -1,7 +1,9 @@
 """Shared test helpers: the tiny training configuration, composed through Hydra."""
 
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
@@ -31,3 +33,15 @@ def cli(module, *args, cwd=None) -> subprocess.CompletedProcess:
     """Run ``python -m poseaug_pl.<module> *args`` the way a user does; capture its output."""
     return subprocess.run([sys.executable, "-m", f"poseaug_pl.{module}", *args],
                           capture_output=True, text=True, timeout=600, cwd=cwd)  # fmt: skip
+
+
+#: The repository's ``scripts/`` folder.
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` (not a package module) and return it as a module."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,6 +1,5 @@
 """Specification of scripts/augmentation_views.py: from how high up augmentations look at people."""
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -9,16 +8,14 @@ import pytest
 import torch
 
 from conftest import REPO
+from helpers import load_script
 from poseaug_pl import camera
 
 SCRIPT = REPO / "scripts" / "augmentation_views.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("augmentation_views", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("augmentation_views")
 
 
 def test_elevation_row_of_level_and_raised_views():

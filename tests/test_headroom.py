@@ -1,6 +1,5 @@
 """Specification of scripts/headroom.py: how much of a cross-set error the limbs leave room for."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -9,15 +8,13 @@ import pytest
 import torch
 
 from conftest import REPO
+from helpers import load_script
 
 SCRIPT = REPO / "scripts" / "headroom.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("headroom", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("headroom")
 
 
 def _pair(errors_mm, n=10):

@@ -1,6 +1,5 @@
 """Specification of scripts/skeleton_gap.py: how far a cross set's skeleton is from Human3.6M's."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -8,6 +7,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from helpers import load_script
 from poseaug_pl import skeleton as sk
 
 SCRIPT = REPO / "scripts" / "skeleton_gap.py"
@@ -15,10 +15,7 @@ HUMANEVA = REPO.parent / "shared" / "data" / "humaneva" / "humaneva_train_16j.np
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("skeleton_gap", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("skeleton_gap")
 
 
 def _poses(n=64, seed=0):

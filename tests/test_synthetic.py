@@ -5,6 +5,7 @@ import time
 import pytest
 import torch
 
+from helpers import load_script
 from poseaug_pl import skeleton as sk
 from poseaug_pl.camera import project_to_2d
 from poseaug_pl.data import generate
@@ -101,13 +102,6 @@ def test_bad_arguments():
 
 @pytest.mark.realdata
 def test_embedded_templates_equal_the_real_subjects(h36m):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bone_templates.py"
-    spec = importlib.util.spec_from_file_location("bone_templates", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    real = mod.bone_templates(h36m)
+    real = load_script("bone_templates").bone_templates(h36m)
     for s, lengths in BONE_TEMPLATES.items():
         assert lengths == pytest.approx(real[s], abs=6e-5)
