@@ -7,9 +7,10 @@ Both files are `python -m poseaug_pl.evaluate ckpt_path=... save_predictions=tru
 the cross set, one on the test set of its training domain. Two datasets place some joints by
 their own conventions (HumanEva-I's hips sit 50 mm below Human3.6M's and half as far apart; its
 head, thorax, shoulders and spine come from other markers: README, "Where HumanEva-I's error
-comes from"); the limb joints (knees, feet, elbows, wrists) mean the same thing in both. Pose and
-viewpoint augmentation can only make the limbs better, so the script scores the cross set again
-with the limb joints' errors removed, everything else as predicted (MPJPE, mm):
+comes from"); the limb joints (knees, feet, elbows, wrists) mean the same thing in both. Those
+are the joints where better poses and viewpoints can show (the others carry the definitions'
+offsets whatever the training), so the script scores the cross set again with the limb joints'
+errors reduced, everything else as predicted (MPJPE, mm):
 
 - ``as predicted``;
 - ``in-domain limbs``: each limb joint's error scaled down to the same estimator's mean error on
@@ -17,8 +18,12 @@ with the limb joints' errors removed, everything else as predicted (MPJPE, mm):
   estimator as its own domain's;
 - ``exact limbs``: the limb joints exact.
 
-Prints the per-joint errors beside them. An augmentation would have to beat ``in-domain limbs``
-to reach a lower error, that is, make the cross set's limbs easier than the training domain's.
+Prints the per-joint errors beside them. ``in-domain limbs`` is a scale, not a bound: an
+augmentation that went below it would have made the cross set's limbs easier for the estimator
+than its own domain's. Both files keep their evaluation protocol: ``evaluate`` tests in-domain
+sets without flip averaging and cross sets with it (use predictions made the same way if that
+matters; on Human3.6M flip averaging makes the limbs worse, README "Where HumanEva-I's error
+comes from").
 """
 
 from __future__ import annotations

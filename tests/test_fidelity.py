@@ -403,37 +403,43 @@ def test_view_diversity_loss_rewards_rotations_apart_up_to_its_cap():
     assert view_diversity_loss(about_y(0), about_y(150), cap_deg=180).item() < capped.item()
 
 
-def test_view_diversity_sends_a_gradient_to_the_rotation_head_only_when_on(tmp_path):
+def _diversity_alone(tmp_path, *overrides):
+    """A module whose augmentor loss is the view-diversity term alone (the other weights 0)."""
+    torch.manual_seed(0)
+    model = _module(tmp_path, "feedback=false", *overrides).train()
+    for name in ("adv2d", "adv3d", "reg"):
+        model.weights[name] = 0.0
     pose = _upright_pose().expand(64, 16, 3) + 0.02 * torch.randn(64, 16, 3)
-    batch = _batch_of(pose)
-    grads = {}
-    for w in (0.0, 1.0):
-        torch.manual_seed(0)
-        model = _module(tmp_path, f"model.weights.view_diversity={w}").train()
-        for name in ("adv2d", "adv3d", "reg"):  # the diversity term alone
-            model.weights[name] = 0.0
-        x3, x2, cam = model._source(batch)
-        loss, _, logged = model.augmentor_loss(x3, x2, cam)
-        assert ("train/aug/view_diversity" in logged) == (w > 0)
-        if w:
-            assert -2 * math.sqrt(2) < logged["train/aug/view_diversity"] < 0
-            loss.backward()
-            grads[w] = model.augmentor.rot.head.weight.grad
-    assert torch.isfinite(grads[1.0]).all() and grads[1.0].abs().sum() > 0
+    x3, x2, cam = model._source(_batch_of(pose))
+    loss, _, logged = model.augmentor_loss(x3, x2, cam)
+    loss.backward()
+    return model, logged
+
+
+def test_view_diversity_sends_a_gradient_to_the_rotation_head_only_when_on(tmp_path):
+    off, logged = _diversity_alone(tmp_path)
+    assert "train/aug/view_diversity" not in logged
+    grad = off.augmentor.rot.head.weight.grad
+    assert grad is None or not grad.any()
+    on, logged = _diversity_alone(tmp_path, "model.weights.view_diversity=1")
+    assert -2 * math.sqrt(2) < logged["train/aug/view_diversity"] < 0
+    grad = on.augmentor.rot.head.weight.grad
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="model.weights.view_diversity"):
         validate(tiny_cfg(tmp_path, "model.weights.view_diversity=-1"))
     with pytest.raises(ConfigError, match=re.escape("model.view_diversity_cap must be a number")):
         validate(tiny_cfg(tmp_path, "model.view_diversity_cap=200"))
+    with pytest.raises(ConfigError, match="needs noise"):
+        validate(
+            tiny_cfg(tmp_path, "model.weights.view_diversity=1", "model.augmentor.noise_dim=0")
+        )
 
 
 def test_view_diversity_cap_bounds_the_reward(tmp_path):
-    model = _module(tmp_path, "model.weights.view_diversity=1", "model.view_diversity_cap=1")
-    model.train()
-    for name in ("adv2d", "adv3d", "reg"):
-        model.weights[name] = 0.0
-    x3, x2, cam = model._source(_batch_of(_upright_pose().expand(64, 16, 3)))
-    _, _, logged = model.augmentor_loss(x3, x2, cam)
-    cap = 2 * math.sqrt(2) * math.sin(math.radians(1) / 2)  # every pair of draws is further apart
+    _, logged = _diversity_alone(
+        tmp_path, "model.weights.view_diversity=1", "model.view_diversity_cap=0.01"
+    )
+    cap = 2 * math.sqrt(2) * math.sin(math.radians(0.01) / 2)  # every pair of draws is further
     assert logged["train/aug/view_diversity"].item() == pytest.approx(-cap, rel=1e-4)
 
 
@@ -466,16 +472,11 @@ def test_elevation_diversity_counts_higher_and_lower_views_not_turns():
 
 
 def test_view_diversity_of_elevation_trains_the_rotation_head(tmp_path):
-    pose = _upright_pose().expand(64, 16, 3) + 0.02 * torch.randn(64, 16, 3)
-    model = _module(tmp_path, "model.weights.view_diversity=1", "model.view_diversity_of=elevation")
-    model.train()
-    for name in ("adv2d", "adv3d", "reg"):
-        model.weights[name] = 0.0
-    x3, x2, cam = model._source(_batch_of(pose))
-    loss, _, logged = model.augmentor_loss(x3, x2, cam)
+    model, logged = _diversity_alone(
+        tmp_path, "model.weights.view_diversity=1", "model.view_diversity_of=elevation"
+    )
     assert -math.pi / 2 <= logged["train/aug/view_diversity"] < 0
-    loss.backward()
-    g = model.augmentor.rot.head.weight.grad
-    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    grad = model.augmentor.rot.head.weight.grad
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="model.view_diversity_of"):
         validate(tiny_cfg(tmp_path, "model.view_diversity_of=yaw"))

@@ -207,6 +207,15 @@ def _relations(cfg: DictConfig) -> None:
             f"config: model.estimator.dropout=null is only meaningful for ST-GCN "
             f"(PoseAug's per-layer rates); {target.rsplit('.', 1)[-1]} needs a number"
         )
+    diversity, noise = (
+        _get(cfg, "model.weights.view_diversity"),
+        _get(cfg, "model.augmentor.noise_dim"),
+    )
+    if augment and _is_num(diversity) and diversity > 0 and noise == 0:
+        raise ConfigError(
+            "config: model.weights.view_diversity > 0 needs noise: with "
+            "model.augmentor.noise_dim=0 both draws are the same and the term does nothing"
+        )
     start, end = _get(cfg, "model.hard_ratio.start"), _get(cfg, "model.hard_ratio.end")
     if augment and _is_num(start) and _is_num(end) and start > end:
         log.warning(
