@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from poseaug_pl import skeleton as sk
+from poseaug_pl.metrics import joint_errors
 from poseaug_pl.utils import format_table
 
 #: Joints that datasets define alike: the limbs' middle and end joints.
@@ -41,11 +42,6 @@ LIMB_JOINTS: tuple[int, ...] = tuple(
     sk.JOINT_NAMES.index(n)
     for n in ("r_knee", "r_foot", "l_knee", "l_foot", "l_elbow", "l_wrist", "r_elbow", "r_wrist")
 )
-
-
-def per_joint_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean Euclidean error of every joint. (N, J, 3) x2 -> (J,)."""
-    return (pred - target).norm(dim=-1).mean(0)
 
 
 def headroom(cross: tuple, in_domain: tuple, joints=LIMB_JOINTS) -> dict[str, float]:
@@ -60,8 +56,8 @@ def headroom(cross: tuple, in_domain: tuple, joints=LIMB_JOINTS) -> dict[str, fl
         ``as predicted``, ``in-domain limbs`` and ``exact limbs`` MPJPE, in the inputs' units.
         Every joint counts equally, as in MPJPE.
     """
-    away = per_joint_errors(*cross)
-    home = per_joint_errors(*in_domain)
+    away = joint_errors(*cross).mean(0)
+    home = joint_errors(*in_domain).mean(0)
     idx = torch.as_tensor(joints, dtype=torch.long)
     as_home, exact = away.clone(), away.clone()
     as_home[idx] = torch.minimum(away[idx], home[idx])
@@ -88,7 +84,7 @@ def main(argv=None) -> None:
     ap.add_argument("in_domain", help="predictions/<training domain's test set>.npz")
     args = ap.parse_args(argv)
     cross, home = load_predictions(args.cross), load_predictions(args.in_domain)
-    away_j, home_j = per_joint_errors(*cross), per_joint_errors(*home)
+    away_j, home_j = joint_errors(*cross).mean(0), joint_errors(*home).mean(0)
     both = zip(sk.JOINT_NAMES, home_j.tolist(), away_j.tolist())
     rows = [
         {"joint": n, "in-domain mm": f"{h:.1f}", "cross mm": f"{a:.1f}",

@@ -457,15 +457,17 @@ def test_draw_rotation_is_the_forward_pass_rotation_without_the_other_branches(r
 def test_elevation_diversity_counts_higher_and_lower_views_not_turns():
     from poseaug_pl.losses import elevation_diversity_loss
 
-    up = torch.tensor([[0.0, -1.0, 0.0]]).repeat(8, 1)  # upright, seen from a level camera
-    turn = axis_angle_to_matrix(torch.tensor([[0.0, 1.0, 0.0]]).repeat(8, 1))  # about the body
-    roll = axis_angle_to_matrix(torch.tensor([[0.0, 0.0, 0.5]]).repeat(8, 1))  # in the image
-    for rot in (turn, roll):
-        assert elevation_diversity_loss(up, (rot @ up[..., None])[..., 0]).item() == pytest.approx(
-            0.0, abs=1e-6
-        )
-    pitch = axis_angle_to_matrix(torch.tensor([[math.radians(20), 0.0, 0.0]]).repeat(8, 1))
-    higher, lower = (pitch @ up[..., None])[..., 0], (pitch.mT @ up[..., None])[..., 0]
+    pose = sk.root_relative(_upright_pose()).expand(8, 16, 3)  # seen from a level camera
+
+    def elevation(axis_angle):
+        rot = axis_angle_to_matrix(torch.tensor([axis_angle]).repeat(8, 1))
+        return pl.camera_elevation_deg(pose @ rot.mT)
+
+    level = elevation([0.0, 0.0, 0.0])
+    turn, roll = elevation([0.0, 1.0, 0.0]), elevation([0.0, 0.0, 0.5])  # about the body, in 2D
+    for elev in (turn, roll):
+        assert elevation_diversity_loss(level, elev).item() == pytest.approx(0.0, abs=1e-5)
+    higher, lower = elevation([math.radians(20), 0.0, 0.0]), elevation([-math.radians(20), 0, 0])
     assert elevation_diversity_loss(higher, lower).item() == pytest.approx(-math.radians(40), 1e-4)
     capped = elevation_diversity_loss(higher, lower, cap_deg=10).item()
     assert capped == pytest.approx(-math.radians(10), 1e-4)

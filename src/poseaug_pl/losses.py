@@ -70,20 +70,18 @@ def view_diversity_loss(rot_a: torch.Tensor, rot_b: torch.Tensor, cap_deg: float
     return -torch.linalg.matrix_norm(rot_a - rot_b).clamp(max=cap).mean()
 
 
-def elevation_diversity_loss(up_a: torch.Tensor, up_b: torch.Tensor, cap_deg: float = 90.0):
-    """Minus the mean difference of two draws' camera elevations for the same poses (capped).
+def elevation_diversity_loss(elev_a: torch.Tensor, elev_b: torch.Tensor, cap_deg: float = 90.0):
+    """Minus the mean difference, in radians, of two draws' camera elevations for the same poses.
 
-    The elevation of a camera-frame body axis ``u`` (unit, y down) is ``asin(-u_z)``, as in
-    `plausibility.camera_elevation_deg`: a second rotation of the same pose is rewarded for
-    seeing it from higher or lower, not for turning it about its own axis or in the image.
+    A second rotation of the same pose is rewarded for seeing it from higher or lower (not for
+    turning it about its own axis or in the image, which keep the elevation).
 
     Args:
-        up_a, up_b: (B, 3) unit pelvis-to-thorax vectors of the B poses under the two draws.
+        elev_a, elev_b: (B,) implied camera elevations in degrees
+            (`plausibility.camera_elevation_deg`) of the B poses under the two draws.
         cap_deg: no reward beyond this difference.
     """
-    elev_a = torch.asin((-up_a[:, 2]).clamp(-0.999, 0.999))
-    elev_b = torch.asin((-up_b[:, 2]).clamp(-0.999, 0.999))
-    return -(elev_a - elev_b).abs().clamp(max=math.radians(cap_deg)).mean()
+    return -torch.deg2rad((elev_a - elev_b).abs().clamp(max=cap_deg)).mean()
 
 
 def band_loss(x: torch.Tensor, centre, half_width) -> torch.Tensor:

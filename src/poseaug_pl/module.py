@@ -39,12 +39,10 @@ from .config import TrainingDiverged
 from .data.views import RAISED_SUFFIX
 from .health import HealthGuard
 from .metrics import PoseMetrics, mpjpe, pa_mpjpe
+from .plausibility import camera_elevation_deg
 from .pools import FakePool
 
 log = logging.getLogger(__name__)
-
-#: The thorax: the pelvis-to-thorax axis gives a pose's camera elevation.
-SPINE_TOP = sk.JOINT_NAMES.index("thorax")
 
 #: Test sets evaluated without flip test-time augmentation (the in-domain protocol).
 IN_DOMAIN_SETS = ("h36m", "synthetic")
@@ -511,9 +509,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         again, cap = self.augmentor.draw_rotation(x3), self.hparams.view_diversity_cap
         if self.hparams.view_diversity_of == "rotation":
             return losses.view_diversity_loss(out["rotation_matrix"], again, cap)
-        spine = nn.functional.normalize(x3[:, SPINE_TOP] - x3[:, 0], dim=-1).unsqueeze(-1)
-        up_a, up_b = (out["rotation_matrix"] @ spine).squeeze(-1), (again @ spine).squeeze(-1)
-        return losses.elevation_diversity_loss(up_a, up_b, cap)
+        rel = sk.root_relative(x3)
+        elev_a, elev_b = (camera_elevation_deg(rel @ r.mT) for r in (out["rotation_matrix"], again))
+        return losses.elevation_diversity_loss(elev_a, elev_b, cap)
 
     @staticmethod
     def discriminator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor):

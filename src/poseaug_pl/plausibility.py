@@ -66,9 +66,11 @@ def camera_elevation_deg(pose3d: torch.Tensor) -> torch.Tensor:
 
     ``asin(-u_z)`` of the unit spine vector u: 0 for an upright person seen from a level
     camera, positive when the camera looks down (the thorax is nearer than the pelvis).
+    Differentiable (``losses.elevation_diversity_loss``): ``u_z`` is kept off +-1, where
+    ``asin`` has no finite gradient.
     """
     u = torch.nn.functional.normalize(pose3d[:, THORAX] - pose3d[:, PELVIS], dim=-1)
-    return torch.rad2deg(torch.asin((-u[:, 2]).clamp(-1.0, 1.0)))
+    return torch.rad2deg(torch.asin((-u[:, 2]).clamp(-1.0 + 1e-6, 1.0 - 1e-6)))
 
 
 def high_view_share(elevation_deg: torch.Tensor) -> torch.Tensor:
