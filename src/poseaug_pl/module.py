@@ -50,6 +50,36 @@ IN_DOMAIN_SETS = ("h36m", "synthetic")
 AUGMENTATION_KEYS = ("ba_diff", "bl_ratio_bones", "rotation", "translation")
 
 
+#: `definition_jitter`'s factors, in the order `skeleton.redefine_joints` takes them.
+JITTER_KEYS = ("hip_width", "hip_drop", "head", "clavicle")
+
+
+def definition_jitter_ranges(cfg) -> tuple[str | None, torch.Tensor]:
+    """``(pairs, ranges)`` of a `definition_jitter` config: pairs ``augmented``, ``all`` or
+    None (off: no config or ``pairs: none``), ranges (4, 2) ``[low, high]`` per `JITTER_KEYS`.
+
+    Raises:
+        ValueError: an unknown ``pairs``, a missing factor or a range that is not [low, high]
+            with low <= high (widths, head and clavicle also above 0).
+    """
+    pairs = None if cfg is None else cfg.get("pairs", "none")
+    if pairs in (None, "none"):
+        return None, torch.zeros(0, 2)
+    if pairs not in ("augmented", "all"):
+        raise ValueError(f"definition_jitter.pairs must be none, augmented or all, got {pairs!r}")
+    rows = []
+    for key in JITTER_KEYS:
+        r = cfg.get(key)
+        ok = r is not None and len(r) == 2 and float(r[0]) <= float(r[1])
+        if not ok or (key != "hip_drop" and float(r[0]) <= 0):
+            extra = "" if key == "hip_drop" else " and low > 0"
+            raise ValueError(
+                f"definition_jitter.{key} must be [low, high] with low <= high{extra}, got {r!r}"
+            )
+        rows.append([float(r[0]), float(r[1])])
+    return pairs, torch.tensor(rows)
+
+
 @contextmanager
 def bn_running_statistics(module: nn.Module, active: bool = True):
     """BatchNorm layers normalise with (and keep) their running statistics, as in evaluation;
@@ -117,6 +147,16 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             differ by more (other people, other joint definitions), and an estimator that saw
             only five learns to output them whatever the 2D says. Like the swap, it feeds the
             augmentor and the discriminators' real samples, never the estimator's real pass.
+        definition_jitter: ``{hip_width, hip_drop, head, clavicle: [low, high], pairs}`` or
+            None (off, the released code). Datasets place the hips, the head and the shoulders
+            differently (HumanEva-I's hips sit half as far apart and 5 cm lower than Human3.6M's,
+            its head joint 14 cm higher); an estimator that learned one placement reads limb
+            depth wrongly from another. Each estimator training pair gets these joints moved
+            (`skeleton.redefine_joints` with factors drawn from U(low, high) per pose; the limbs
+            stay), in 3D and, re-projected, in 2D. ``pairs``: ``augmented`` (x', X' only: part
+            of the augmentation; the discriminators and the feedback loss see the augmentor's
+            own output) or ``all`` (the real pairs too; with ``augment=false`` a plain
+            baseline with it).
         d2d_real_views: ``[low, high]`` degrees: the 2D discriminator's real samples are the
             source poses re-filmed from their camera raised by U(low, high) (`raise_randomly`)
             instead of as filmed (None: off, the released code). Four chest-height cameras are
@@ -173,6 +213,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         pool_size: int = 4096,
         bone_swap: bool = True,
         bone_jitter: float = 0.0,
+        definition_jitter: dict | None = None,
         d2d_real_views=None,
         view_diversity_cap: float = 90.0,
         view_diversity_of: str = "rotation",
@@ -248,6 +289,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         self.register_buffer("bone_templates", torch.zeros(0, sk.NUM_BONES), persistent=False)
         group = torch.tensor(sk.BONE_SYMMETRY_GROUP)  # bone -> its left/right-shared group
         self.register_buffer("bone_group", group, persistent=False)
+        self.jitter_pairs, ranges = definition_jitter_ranges(definition_jitter)
+        self.register_buffer("jitter_ranges", ranges, persistent=False)  # (4, 2) or (0, 2)
         self.init_health_guard()
         self.val_metrics = PoseMetrics()
         self.test_metrics = nn.ModuleDict()
@@ -418,6 +461,16 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         x3 = sk.set_bone_lengths(x3, lengths)
         return x3, project_to_2d(x3, cam), cam
 
+    def _redefined(self, pose3d, pose2d, cam, pairs: str):
+        """``(pose2d, pose3d)`` of estimator training pairs with `definition_jitter` applied
+        when it is on for these ``pairs`` (``augmented`` or ``real``) in training."""
+        if not (self.training and self.jitter_pairs in (pairs, "all")):
+            return pose2d, pose3d
+        lo, hi = self.jitter_ranges.unbind(-1)  # (4,)
+        u = torch.rand(pose3d.shape[0], 4, device=pose3d.device, dtype=pose3d.dtype)
+        pose3d = sk.redefine_joints(pose3d, *(lo + (hi - lo) * u).unbind(-1))
+        return project_to_2d(pose3d, cam), pose3d
+
     def _d2d_real(self, x3, x2, cam) -> torch.Tensor:
         """The 2D discriminator's real samples: ``x2`` as filmed or, with ``d2d_real_views``,
         ``x3`` re-filmed from its camera raised by a per-sample U(low, high) degrees."""
@@ -577,7 +630,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     def training_step(self, batch, batch_idx):
         """One batch of Algorithm 1 (or of the released phases, or of the baseline)."""
         opt_a, opt_d3, opt_d2, opt_p = self.optimizers()
-        real2d, real3d = batch["pose2d"], sk.root_relative(batch["pose3d"])
+        real2d, real3d = self._redefined(batch["pose3d"], batch["pose2d"], batch["cam"], "real")
+        real3d = sk.root_relative(real3d)
         if not self.hparams.augment:
             return self._estimator_step(opt_p, real2d, real3d, "real")
         x3, x2, cam = self._source(batch)
@@ -588,7 +642,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         inside = (out["rt_2d"].abs() <= 1).flatten(1).all(1) & finite
         self.log("train/aug/inside_frac", inside.float().mean())
         self._watch_augmentation(out, inside)
-        aug = (out["rt_2d"], out["rt"], inside)
+        aug2d, aug3d = self._redefined(out["rt"], out["rt_2d"], cam, "augmented")
+        aug = (aug2d, aug3d, inside & (aug2d.abs() <= 1).flatten(1).all(1))
         self._estimator_update(opt_p, batch_idx, (real2d, real3d), aug)  # 3. estimator
         self.augmentor_steps += 1
         return None
@@ -655,9 +710,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         for i in range(0, len(perm) - 1, batch_size):
             idx = perm[i : i + batch_size]
             if len(idx) > 1:
-                self._estimator_step(
-                    opt_p, train.pose2d[idx], sk.root_relative(train.pose3d[idx]), "real"
-                )
+                x2, x3 = self._redefined(train.pose3d[idx], train.pose2d[idx],
+                                         train.cam[idx], "real")  # fmt: skip
+                self._estimator_step(opt_p, x2, sk.root_relative(x3), "real")
 
     # --- evaluation ---------------------------------------------------------------------------
 

@@ -170,6 +170,47 @@ def set_bone_lengths(pose: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return bones_to_pose(bones, root=pose[..., 0, :])
 
 
+#: Joints whose placement differs between datasets (marker sets, body-model regressors):
+#: the hips about the pelvis, the head and the shoulders about the thorax.
+HIPS: tuple[int, ...] = (1, 4)
+SHOULDERS: tuple[int, ...] = (10, 13)
+HEAD = 9
+THORAX = 8
+SPINE = 7
+
+
+def redefine_joints(pose: torch.Tensor, hip_width, hip_drop, head, clavicle) -> torch.Tensor:
+    """Place the hips, the head and the shoulders as another dataset might; every other joint
+    (the limbs, spine and thorax) stays where it is.
+
+    The hips' offsets from the pelvis (joint 0) are scaled by ``hip_width`` and moved
+    ``hip_drop`` metres along the spine axis towards the feet; the head's and the shoulders'
+    offsets from the thorax are scaled by ``head`` and ``clavicle``. All factors broadcast
+    against the batch; ones and a zero drop give the pose back.
+
+    Args:
+        pose: (..., 16, 3) joints in metres.
+        hip_width, hip_drop, head, clavicle: (...) tensors or numbers.
+
+    Returns:
+        (..., 16, 3) the pose with joints 1, 4, 9, 10 and 13 moved.
+    """
+    _check_joints(pose)
+
+    def col(v):  # (...) -> (..., 1, 1) against (..., J, 3)
+        v = torch.as_tensor(v, dtype=pose.dtype, device=pose.device)
+        return v[..., None, None]
+
+    pelvis, thorax = pose[..., :1, :], pose[..., THORAX : THORAX + 1, :]
+    up = pose[..., SPINE : SPINE + 1, :] - pelvis
+    up = up / torch.linalg.vector_norm(up, dim=-1, keepdim=True).clamp_min(1e-8)
+    out = pose.clone()
+    out[..., HIPS, :] = pelvis + col(hip_width) * (pose[..., HIPS, :] - pelvis) - col(hip_drop) * up
+    out[..., HEAD : HEAD + 1, :] = thorax + col(head) * (pose[..., HEAD : HEAD + 1, :] - thorax)
+    out[..., SHOULDERS, :] = thorax + col(clavicle) * (pose[..., SHOULDERS, :] - thorax)
+    return out
+
+
 def root_relative(pose: torch.Tensor) -> torch.Tensor:
     """Subtract the root (hip) joint. (..., 16, C) -> (..., 16, C) with joint 0 at zero."""
     _check_joints(pose)
