@@ -1,6 +1,6 @@
 """Specification of the fidelity switches (warm-up by steps, augmentor checkpoints, feedback mode,
-in-frame re-batching, BatchNorm of augmented batches, discriminator init, bone-length jitter) and
-of the augmentation plausibility statistics."""
+in-frame re-batching, BatchNorm of augmented batches, discriminator init, bone-length jitter,
+joint-definition jitter) and of the augmentation plausibility statistics."""
 
 import math
 import re
@@ -16,6 +16,7 @@ from poseaug_pl import skeleton as sk
 from poseaug_pl.camera import project_to_2d
 from poseaug_pl.config import ConfigError, validate
 from poseaug_pl.models import KCSDiscriminator, Pose2DDiscriminator
+from poseaug_pl.module import PoseAugModule, definition_jitter_ranges
 from poseaug_pl.rotation import axis_angle_to_matrix
 from poseaug_pl.train import train
 from test_training import run_with_spy
@@ -355,6 +356,65 @@ def test_bone_jitter_out_of_range_is_refused(tmp_path):
         ConfigError, match=re.escape("model.bone_jitter must be a number in [0, 1)")
     ):
         validate(tiny_cfg(tmp_path, "model.bone_jitter=1.5"))
+
+
+@pytest.mark.parametrize("pairs", ["augmented", "all"])
+def test_definition_jitter_moves_the_redefinable_joints_of_the_chosen_pairs(tmp_path, pairs):
+    model = _module(tmp_path, f"model.definition_jitter.pairs={pairs}").train()
+    batch = _batch_of(_upright_pose().expand(512, 16, 3).clone())
+    moved = [1, 4, 9, 10, 13]
+    kept = [j for j in range(16) if j not in moved]
+    for kind in ("augmented", "real"):
+        x2, x3 = model._redefined(batch["pose3d"], batch["pose2d"], batch["cam"], kind)
+        if kind == "real" and pairs == "augmented":
+            assert x2 is batch["pose2d"] and x3 is batch["pose3d"]  # real pairs untouched
+            continue
+        assert torch.equal(x3[:, kept], batch["pose3d"][:, kept])  # limbs never move
+        assert torch.allclose(x2, project_to_2d(x3, batch["cam"]), atol=1e-6)  # re-projected
+        pelvis = batch["pose3d"][:, :1]
+        width = (x3[:, 4, 0] - x3[:, 1, 0]) / (batch["pose3d"][:, 4, 0] - pelvis[:, 0, 0]) / 2
+        assert 0.5 - 1e-5 <= width.min() and width.max() <= 1.1 + 1e-5  # the default range
+        assert width.max() - width.min() > 0.4  # drawn per pose
+        head = (x3[:, 9] - x3[:, 8]).norm(dim=-1) / (batch["pose3d"][:, 9] - x3[:, 8]).norm(dim=-1)
+        assert 0.8 - 1e-5 <= head.min() and head.max() <= 2.0 + 1e-5
+    x2, x3 = model.eval()._redefined(batch["pose3d"], batch["pose2d"], batch["cam"], "real")
+    assert x3 is batch["pose3d"]  # never at evaluation
+
+
+@pytest.mark.parametrize("schedule", ["interleaved", "epoch_phases"])
+def test_definition_jitter_reaches_the_estimators_training_pairs(tmp_path, monkeypatch, schedule):
+    seen = []
+    original = PoseAugModule._redefined
+
+    def spy(self, pose3d, pose2d, cam, pairs):
+        x2, x3 = original(self, pose3d, pose2d, cam, pairs)
+        seen.append((pairs, not torch.equal(x3, pose3d)))
+        return x2, x3
+
+    monkeypatch.setattr(PoseAugModule, "_redefined", spy)
+    run_with_spy(tmp_path, "model.warmup_epochs=0", f"schedule={schedule}",
+                 "model.definition_jitter.pairs=augmented")  # fmt: skip
+    assert {kind for kind, changed in seen if changed} == {"augmented"}
+    seen.clear()
+    run_with_spy(tmp_path / "all", "model.warmup_epochs=0", f"schedule={schedule}",
+                 "model.definition_jitter.pairs=all")  # fmt: skip
+    assert {kind for kind, changed in seen if changed} == {"augmented", "real"}
+
+
+def test_definition_jitter_is_off_by_default_and_bad_settings_are_refused(tmp_path):
+    model = _module(tmp_path).train()
+    batch = _batch_of(_upright_pose())
+    x2, x3 = model._redefined(batch["pose3d"], batch["pose2d"], batch["cam"], "augmented")
+    assert x3 is batch["pose3d"]
+    with pytest.raises(ValueError, match="pairs must be none, augmented or all"):
+        definition_jitter_ranges({"pairs": "real"})
+    for override, message in (
+        ("model.definition_jitter.pairs=real", "'none', 'augmented' or 'all'"),
+        ("model.definition_jitter.head=[2,1]", "[low, high] numbers with low <= high"),
+        ("model.definition_jitter.hip_width=[0,1]", "and low > 0"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            validate(tiny_cfg(tmp_path, override))
 
 
 def test_d2d_real_views_refilm_the_discriminators_real_poses_from_above(tmp_path):

@@ -86,6 +86,39 @@ def test_set_bone_lengths_keeps_directions_and_root():
     torch.testing.assert_close(out[:, 0], pose[:, 0])
 
 
+def test_redefine_joints_with_unit_factors_is_the_identity():
+    pose = random_pose(4, 2)
+    assert torch.allclose(sk.redefine_joints(pose, 1.0, 0.0, 1.0, 1.0), pose)
+
+
+def test_redefine_joints_moves_only_hips_head_and_shoulders():
+    pose = random_pose(64, seed=1)
+    g = torch.Generator().manual_seed(2)
+    width, drop, head, clav = (torch.rand(4, 64, generator=g, dtype=pose.dtype) + 0.5).unbind()
+    out = sk.redefine_joints(pose, width, drop, head, clav)
+    moved = [1, 4, 9, 10, 13]
+    kept = [j for j in range(16) if j not in moved]
+    assert torch.equal(out[:, kept], pose[:, kept])  # limbs, spine, thorax and root stay
+    pelvis, thorax = pose[:, :1], pose[:, 8:9]
+    up = (pose[:, 7:8] - pelvis) / (pose[:, 7:8] - pelvis).norm(dim=-1, keepdim=True)
+    # undo the drop along the spine axis, then the hips' offsets are the old ones scaled
+    hips = out[:, [1, 4]] + drop[:, None, None] * up - pelvis
+    assert torch.allclose(hips, width[:, None, None] * (pose[:, [1, 4]] - pelvis))
+    assert torch.allclose(out[:, 9] - thorax[:, 0], head[:, None] * (pose[:, 9] - thorax[:, 0]))
+    assert torch.allclose(
+        out[:, [10, 13]] - thorax, clav[:, None, None] * (pose[:, [10, 13]] - thorax)
+    )
+
+
+def test_redefine_joints_drop_moves_the_hips_towards_the_feet():
+    pose = torch.zeros(1, 16, 3, dtype=torch.float64)
+    pose[0, 7] = torch.tensor([0.0, -0.25, 0.0])  # spine above the pelvis (y down)
+    pose[0, 1], pose[0, 4] = torch.tensor([-0.13, 0, 0]), torch.tensor([0.13, 0, 0])
+    out = sk.redefine_joints(pose, 0.5, 0.05, 1.0, 1.0)
+    assert torch.allclose(out[0, 1], torch.tensor([-0.065, 0.05, 0], dtype=pose.dtype))
+    assert torch.allclose(out[0, 4], torch.tensor([0.065, 0.05, 0], dtype=pose.dtype))
+
+
 def test_gradients_are_finite_even_for_zero_length_bones():
     pose = random_pose(2).requires_grad_()
     with torch.no_grad():

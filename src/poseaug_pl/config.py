@@ -57,6 +57,18 @@ def _is_view_range(v) -> bool:
 
 VIEW_RANGE = (_is_view_range, "null or [low, high] degrees with -80 <= low <= high <= 80")
 
+
+def _range(positive: bool = False):
+    """``[low, high]`` numbers with low <= high (and low > 0 when ``positive``)."""
+
+    def ok(v) -> bool:
+        if not (isinstance(v, ListConfig) and len(v) == 2 and all(_is_num(x) for x in v)):
+            return False
+        return v[0] <= v[1] and (v[0] > 0 or not positive)
+
+    return ok, "[low, high] numbers with low <= high" + (" and low > 0" if positive else "")
+
+
 #: key -> (type check, description) for the user-facing settings.
 CHECKS = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
@@ -149,6 +161,14 @@ CHECKS.update(
         ),
         "model.bone_jitter": ((lambda v: _is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
         "model.d2d_real_views": VIEW_RANGE,
+        "model.definition_jitter.pairs": (
+            (lambda v: v in ("none", "augmented", "all")),
+            "'none', 'augmented' or 'all'",
+        ),
+        "model.definition_jitter.hip_width": _range(positive=True),
+        "model.definition_jitter.hip_drop": _range(),
+        "model.definition_jitter.head": _range(positive=True),
+        "model.definition_jitter.clavicle": _range(positive=True),
         "model.view_diversity_cap": (
             (lambda v: _is_num(v) and 0 < v <= 180),
             "a number of degrees in (0, 180]",
