@@ -7,13 +7,19 @@ test layout, metres), the pelvis's distance from the midpoint of the hips (zero 
 whose pelvis is defined as that midpoint), and a floor: the MPJPE of the cross set's own poses
 rebuilt with every bone direction exact but Human3.6M's mean bone lengths. An estimator that
 keeps Human3.6M's proportions, whatever the 2D shows, cannot score below that floor.
+
+Last, the cross set's joint placement in the units of ``model.definition_jitter`` (median per
+pose, relative to Human3.6M's means) beside that setting's default ranges, to tell whether the
+jitter covers the target set.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from poseaug_pl import skeleton as sk
 from poseaug_pl.data.cross import load_cross_set
@@ -21,6 +27,43 @@ from poseaug_pl.data.h36m import load_h36m
 from poseaug_pl.utils import format_table
 
 HIPS = (sk.JOINT_NAMES.index("r_hip"), sk.JOINT_NAMES.index("l_hip"))
+SHIFTS = ("hip_drop", "hip_forward")
+CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "poseaug.yaml"
+
+
+def placement(pose: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-pose placement of the joints `skeleton.redefine_joints` moves, (N, 16, 3) metres.
+
+    Returns:
+        ``hip_width`` (N,) mean distance of the hips from the pelvis once the shifts are undone,
+        ``hip_drop`` and ``hip_forward`` (N,) metres the hips' midpoint lies below the pelvis
+        along the spine axis and in front of it along the forward axis (`skeleton.body_axes`),
+        ``head`` and ``clavicle`` (N,) distances of the head and the shoulders from the thorax.
+    """
+    pelvis, thorax = pose[:, 0], pose[:, sk.THORAX]
+    up, _, forward = sk.body_axes(pose)
+    hips = pose[:, list(sk.HIPS)] - pelvis[:, None]
+    drop, ahead = -(hips.mean(1) * up).sum(-1), (hips.mean(1) * forward).sum(-1)
+    lateral = hips + (drop[:, None] * up - ahead[:, None] * forward)[:, None]
+    return {
+        "hip_width": lateral.norm(dim=-1).mean(1),
+        "hip_drop": drop,
+        "hip_forward": ahead,
+        "head": (pose[:, sk.HEAD] - thorax).norm(dim=-1),
+        "clavicle": (pose[:, list(sk.SHOULDERS)] - thorax[:, None]).norm(dim=-1).mean(1),
+    }
+
+
+def definition_factors(reference: torch.Tensor, cross: torch.Tensor) -> dict[str, float]:
+    """The cross set's median joint placement as ``definition_jitter`` factors of the
+    reference's means: ratios for ``hip_width``, ``head``, ``clavicle``; for the hip shifts the
+    difference in metres (Human3.6M's are about zero)."""
+    ref = {k: v.mean() for k, v in placement(reference).items()}
+    out = {}
+    for key, value in placement(cross).items():
+        med = value.median()
+        out[key] = float(med - ref[key] if key in SHIFTS else med / ref[key])
+    return out
 
 
 def skeleton_gap(reference: torch.Tensor, cross: torch.Tensor) -> dict:
@@ -68,6 +111,15 @@ def main(argv=None) -> None:
         f"floor: {cross.name} with exact bone directions and Human3.6M's mean bone lengths "
         f"scores MPJPE {gap['floor']:.1f} mm"
     )
+    ranges = OmegaConf.load(CONF).definition_jitter
+    factors = definition_factors(sk.root_relative(ref.pose3d), sk.root_relative(cross.pose3d))
+    rows = [
+        {"placement": k, cross.name: f"{v:+.3f} m" if k in SHIFTS else f"{v:.2f}x",
+         "definition_jitter default": f"[{ranges[k][0]}, {ranges[k][1]}]",
+         "covered": "yes" if ranges[k][0] <= v <= ranges[k][1] else "no"}
+        for k, v in factors.items()
+    ]  # fmt: skip
+    print(format_table(rows))
 
 
 if __name__ == "__main__":

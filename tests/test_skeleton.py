@@ -110,13 +110,28 @@ def test_redefine_joints_moves_only_hips_head_and_shoulders():
     )
 
 
-def test_redefine_joints_drop_moves_the_hips_towards_the_feet():
+def _facing_camera() -> torch.Tensor:
+    """(1, 16, 3) camera frame (x right in the image, y down, z away): a person facing the
+    camera, so their right is the image's left (-x) and their forward is -z."""
     pose = torch.zeros(1, 16, 3, dtype=torch.float64)
-    pose[0, 7] = torch.tensor([0.0, -0.25, 0.0])  # spine above the pelvis (y down)
+    pose[0, 7] = torch.tensor([0.0, -0.25, 0.0])  # spine above the pelvis
     pose[0, 1], pose[0, 4] = torch.tensor([-0.13, 0, 0]), torch.tensor([0.13, 0, 0])
-    out = sk.redefine_joints(pose, 0.5, 0.05, 1.0, 1.0)
-    assert torch.allclose(out[0, 1], torch.tensor([-0.065, 0.05, 0], dtype=pose.dtype))
-    assert torch.allclose(out[0, 4], torch.tensor([0.065, 0.05, 0], dtype=pose.dtype))
+    return pose
+
+
+def test_body_axes_of_a_person_facing_the_camera():
+    up, right, forward = sk.body_axes(_facing_camera())
+    f64 = dict(dtype=torch.float64)
+    assert torch.allclose(up, torch.tensor([[0.0, -1, 0]], **f64))
+    assert torch.allclose(right, torch.tensor([[-1.0, 0, 0]], **f64))
+    assert torch.allclose(forward, torch.tensor([[0.0, 0, -1]], **f64))  # towards the camera
+
+
+def test_redefine_joints_shifts_move_the_hips_down_and_forward():
+    pose = _facing_camera()
+    out = sk.redefine_joints(pose, 0.5, 0.05, 1.0, 1.0, hip_forward=0.03)
+    assert torch.allclose(out[0, 1], torch.tensor([-0.065, 0.05, -0.03], dtype=pose.dtype))
+    assert torch.allclose(out[0, 4], torch.tensor([0.065, 0.05, -0.03], dtype=pose.dtype))
 
 
 def test_gradients_are_finite_even_for_zero_length_bones():

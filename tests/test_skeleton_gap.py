@@ -48,3 +48,14 @@ def test_humaneva_skeleton_gap_on_real_data(h36m, h36m_cache, monkeypatch):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "r_hip" in r.stdout and "0.51" in r.stdout  # HumanEva's hips: half Human3.6M's
     assert "floor:" in r.stdout
+
+
+def test_definition_factors_read_back_a_redefinition():
+    one = sk.root_relative(torch.randn(1, 16, 3, generator=torch.Generator().manual_seed(3)))
+    one[:, 4] = -one[:, 1]  # hips symmetric about the pelvis, as Human3.6M defines them
+    ref = one.expand(8, -1, -1)
+    cross = sk.redefine_joints(ref, 0.4, 0.03, 1.8, 1.2, hip_forward=0.05)
+    factors = _script().definition_factors(ref, cross)
+    expected = {"hip_width": 0.4, "hip_drop": 0.03, "hip_forward": 0.05, "head": 1.8,
+                "clavicle": 1.2}  # fmt: skip
+    assert factors == pytest.approx(expected, abs=1e-5)

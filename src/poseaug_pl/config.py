@@ -167,6 +167,7 @@ CHECKS.update(
         ),
         "model.definition_jitter.hip_width": _range(positive=True),
         "model.definition_jitter.hip_drop": _range(),
+        "model.definition_jitter.hip_forward": _range(),
         "model.definition_jitter.head": _range(positive=True),
         "model.definition_jitter.clavicle": _range(positive=True),
         "model.view_diversity_cap": (

@@ -51,12 +51,13 @@ AUGMENTATION_KEYS = ("ba_diff", "bl_ratio_bones", "rotation", "translation")
 
 
 #: `definition_jitter`'s factors, in the order `skeleton.redefine_joints` takes them.
-JITTER_KEYS = ("hip_width", "hip_drop", "head", "clavicle")
+JITTER_KEYS = ("hip_width", "hip_drop", "head", "clavicle", "hip_forward")
 
 
 def definition_jitter_ranges(cfg) -> tuple[str | None, torch.Tensor]:
     """``(pairs, ranges)`` of a `definition_jitter` config: pairs ``augmented``, ``all`` or
-    None (off: no config or ``pairs: none``), ranges (4, 2) ``[low, high]`` per `JITTER_KEYS`.
+    None (off: no config or ``pairs: none``), ranges (5, 2) ``[low, high]`` per `JITTER_KEYS`
+    (``hip_forward`` may be left out: no forward shift).
 
     Raises:
         ValueError: an unknown ``pairs``, a missing factor or a range that is not [low, high]
@@ -69,10 +70,11 @@ def definition_jitter_ranges(cfg) -> tuple[str | None, torch.Tensor]:
         raise ValueError(f"definition_jitter.pairs must be none, augmented or all, got {pairs!r}")
     rows = []
     for key in JITTER_KEYS:
-        r = cfg.get(key)
+        r = cfg.get(key, [0.0, 0.0] if key == "hip_forward" else None)
+        shift = key in ("hip_drop", "hip_forward")
         ok = r is not None and len(r) == 2 and float(r[0]) <= float(r[1])
-        if not ok or (key != "hip_drop" and float(r[0]) <= 0):
-            extra = "" if key == "hip_drop" else " and low > 0"
+        if not ok or (not shift and float(r[0]) <= 0):
+            extra = "" if shift else " and low > 0"
             raise ValueError(
                 f"definition_jitter.{key} must be [low, high] with low <= high{extra}, got {r!r}"
             )
@@ -147,16 +149,16 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             differ by more (other people, other joint definitions), and an estimator that saw
             only five learns to output them whatever the 2D says. Like the swap, it feeds the
             augmentor and the discriminators' real samples, never the estimator's real pass.
-        definition_jitter: ``{hip_width, hip_drop, head, clavicle: [low, high], pairs}`` or
-            None (off, the released code). Datasets place the hips, the head and the shoulders
-            differently (HumanEva-I's hips sit half as far apart and 5 cm lower than Human3.6M's,
-            its head joint 14 cm higher); an estimator that learned one placement reads limb
-            depth wrongly from another. Each estimator training pair gets these joints moved
-            (`skeleton.redefine_joints` with factors drawn from U(low, high) per pose; the limbs
-            stay), in 3D and, re-projected, in 2D. ``pairs``: ``augmented`` (x', X' only: part
-            of the augmentation; the discriminators and the feedback loss see the augmentor's
-            own output) or ``all`` (the real pairs too; with ``augment=false`` a plain
-            baseline with it).
+        definition_jitter: ``{hip_width, hip_drop, hip_forward, head, clavicle: [low, high],
+            pairs}`` or None (off, the released code). Datasets place the hips, the head and the
+            shoulders differently (HumanEva-I's hips sit a third as far apart as Human3.6M's and
+            5 cm in front of its pelvis, its head joint 14 cm higher); an estimator that learned
+            one placement reads them, and the limbs' depth, wrongly from another. Each estimator
+            training pair gets these joints moved (`skeleton.redefine_joints` with factors drawn
+            from U(low, high) per pose; the limbs stay), in 3D and, re-projected, in 2D.
+            ``pairs``: ``augmented`` (x', X' only: part of the augmentation; the discriminators
+            and the feedback loss see the augmentor's own output) or ``all`` (the real pairs
+            too; with ``augment=false`` a plain baseline with it).
         d2d_real_views: ``[low, high]`` degrees: the 2D discriminator's real samples are the
             source poses re-filmed from their camera raised by U(low, high) (`raise_randomly`)
             instead of as filmed (None: off, the released code). Four chest-height cameras are
@@ -290,7 +292,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         group = torch.tensor(sk.BONE_SYMMETRY_GROUP)  # bone -> its left/right-shared group
         self.register_buffer("bone_group", group, persistent=False)
         self.jitter_pairs, ranges = definition_jitter_ranges(definition_jitter)
-        self.register_buffer("jitter_ranges", ranges, persistent=False)  # (4, 2) or (0, 2)
+        self.register_buffer("jitter_ranges", ranges, persistent=False)  # (5, 2) or (0, 2)
         self.init_health_guard()
         self.val_metrics = PoseMetrics()
         self.test_metrics = nn.ModuleDict()
@@ -466,8 +468,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         when it is on for these ``pairs`` (``augmented`` or ``real``) in training."""
         if not (self.training and self.jitter_pairs in (pairs, "all")):
             return pose2d, pose3d
-        lo, hi = self.jitter_ranges.unbind(-1)  # (4,)
-        u = torch.rand(pose3d.shape[0], 4, device=pose3d.device, dtype=pose3d.dtype)
+        lo, hi = self.jitter_ranges.unbind(-1)  # (5,)
+        u = torch.rand(pose3d.shape[0], len(lo), device=pose3d.device, dtype=pose3d.dtype)
         pose3d = sk.redefine_joints(pose3d, *(lo + (hi - lo) * u).unbind(-1))
         return project_to_2d(pose3d, cam), pose3d
 

@@ -179,18 +179,37 @@ THORAX = 8
 SPINE = 7
 
 
-def redefine_joints(pose: torch.Tensor, hip_width, hip_drop, head, clavicle) -> torch.Tensor:
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(1e-8)
+
+
+def body_axes(pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The body's unit axes ``(up, right, forward)``, each (..., 3), of (..., 16, 3) poses:
+    up from the pelvis to the spine joint, right along the hip line (left hip to right hip)
+    made perpendicular to up, forward = up x right (the way the person faces)."""
+    _check_joints(pose)
+    up = _unit(pose[..., SPINE, :] - pose[..., 0, :])
+    right = pose[..., HIPS[0], :] - pose[..., HIPS[1], :]
+    right = _unit(right - (right * up).sum(-1, keepdim=True) * up)
+    return up, right, torch.linalg.cross(up, right, dim=-1)
+
+
+def redefine_joints(
+    pose: torch.Tensor, hip_width, hip_drop, head, clavicle, hip_forward=0.0
+) -> torch.Tensor:
     """Place the hips, the head and the shoulders as another dataset might; every other joint
     (the limbs, spine and thorax) stays where it is.
 
-    The hips' offsets from the pelvis (joint 0) are scaled by ``hip_width`` and moved
-    ``hip_drop`` metres along the spine axis towards the feet; the head's and the shoulders'
-    offsets from the thorax are scaled by ``head`` and ``clavicle``. All factors broadcast
-    against the batch; ones and a zero drop give the pose back.
+    The hips' offsets from the pelvis (joint 0) are scaled by ``hip_width``, then moved
+    ``hip_drop`` metres along the spine axis towards the feet and ``hip_forward`` metres along
+    the body's forward axis (spine axis x right, with the right as the hip line made
+    perpendicular to the spine); the head's and the shoulders' offsets from the thorax are
+    scaled by ``head`` and ``clavicle``. All factors broadcast against the batch; ones and
+    zero shifts give the pose back.
 
     Args:
         pose: (..., 16, 3) joints in metres.
-        hip_width, hip_drop, head, clavicle: (...) tensors or numbers.
+        hip_width, hip_drop, head, clavicle, hip_forward: (...) tensors or numbers.
 
     Returns:
         (..., 16, 3) the pose with joints 1, 4, 9, 10 and 13 moved.
@@ -202,10 +221,10 @@ def redefine_joints(pose: torch.Tensor, hip_width, hip_drop, head, clavicle) -> 
         return v[..., None, None]
 
     pelvis, thorax = pose[..., :1, :], pose[..., THORAX : THORAX + 1, :]
-    up = pose[..., SPINE : SPINE + 1, :] - pelvis
-    up = up / torch.linalg.vector_norm(up, dim=-1, keepdim=True).clamp_min(1e-8)
+    up, _, forward = (v.unsqueeze(-2) for v in body_axes(pose))
+    shift = col(hip_forward) * forward - col(hip_drop) * up
     out = pose.clone()
-    out[..., HIPS, :] = pelvis + col(hip_width) * (pose[..., HIPS, :] - pelvis) - col(hip_drop) * up
+    out[..., HIPS, :] = pelvis + col(hip_width) * (pose[..., HIPS, :] - pelvis) + shift
     out[..., HEAD : HEAD + 1, :] = thorax + col(head) * (pose[..., HEAD : HEAD + 1, :] - thorax)
     out[..., SHOULDERS, :] = thorax + col(clavicle) * (pose[..., SHOULDERS, :] - thorax)
     return out
