@@ -5,12 +5,13 @@
 Both files are `python -m poseaug_pl.evaluate ckpt_path=... save_predictions=true` output
 (``predictions/<set>.npz``: ``pred``, ``target`` root-relative mm) of the same checkpoint: one on
 the cross set, one on the test set of its training domain. Two datasets place some joints by
-their own conventions (HumanEva-I's hips sit 50 mm below Human3.6M's and half as far apart; its
-head, thorax, shoulders and spine come from other markers: README, "Where HumanEva-I's error
-comes from"); the limb joints (knees, feet, elbows, wrists) mean the same thing in both. Those
-are the joints where better poses and viewpoints can show (the others carry the definitions'
-offsets whatever the training), so the script scores the cross set again with the limb joints'
-errors reduced, everything else as predicted (MPJPE, mm):
+their own conventions (HumanEva-I's hips sit 50 mm in front of its pelvis and a third as far
+apart as Human3.6M's; its head, thorax, shoulders and spine come from other markers: README,
+"Where HumanEva-I's error comes from"); the limb joints (knees, feet, elbows, wrists) mean the
+same thing in both. Those are the joints where better poses and viewpoints can show (the others
+carry the definitions' offsets; an estimator also reads the limbs' depth partly from them, which
+`skeleton_gap.py --ckpt` measures), so the script scores the cross set again with the limb
+joints' errors reduced, everything else as predicted (MPJPE, mm):
 
 - ``as predicted``;
 - ``in-domain limbs``: each limb joint's error scaled down to the same estimator's mean error on
@@ -37,11 +38,7 @@ from poseaug_pl import skeleton as sk
 from poseaug_pl.metrics import joint_errors
 from poseaug_pl.utils import format_table
 
-#: Joints that datasets define alike: the limbs' middle and end joints.
-LIMB_JOINTS: tuple[int, ...] = tuple(
-    sk.JOINT_NAMES.index(n)
-    for n in ("r_knee", "r_foot", "l_knee", "l_foot", "l_elbow", "l_wrist", "r_elbow", "r_wrist")
-)
+LIMB_JOINTS = sk.LIMB_JOINTS
 
 
 def headroom(cross: tuple, in_domain: tuple, joints=LIMB_JOINTS) -> dict[str, float]:

@@ -59,3 +59,20 @@ def test_definition_factors_read_back_a_redefinition():
     expected = {"hip_width": 0.4, "hip_drop": 0.03, "hip_forward": 0.05, "head": 1.8,
                 "clavicle": 1.2}  # fmt: skip
     assert factors == pytest.approx(expected, abs=1e-5)
+
+
+def test_as_reference_places_the_joints_as_the_reference_does_and_keeps_the_limbs():
+    g = torch.Generator().manual_seed(4)
+    ref = sk.root_relative(torch.randn(64, 16, 3, generator=g, dtype=torch.float64))
+    ref[:, 4] = -ref[:, 1]  # hips symmetric about the pelvis, as Human3.6M defines them
+    cross = sk.redefine_joints(ref, 0.4, 0.03, 1.8, 1.2, hip_forward=0.05)
+    moved = _script().as_reference(cross, ref)
+    mean = {k: v.mean() for k, v in sk.joint_placement(ref).items()}
+    placed = sk.joint_placement(moved["all"])
+    for key in ("hip_width", "head", "clavicle", "hip_drop", "hip_forward"):
+        assert torch.allclose(placed[key], mean[key].expand(64), atol=1e-9), key
+    limbs = list(sk.LIMB_JOINTS)
+    for variant in moved.values():
+        assert torch.equal(variant[:, limbs], cross[:, limbs])
+    assert torch.equal(moved["hips"][:, sk.HEAD], cross[:, sk.HEAD])
+    assert torch.equal(moved["head and shoulders"][:, list(sk.HIPS)], cross[:, list(sk.HIPS)])

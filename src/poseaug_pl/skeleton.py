@@ -170,6 +170,10 @@ def set_bone_lengths(pose: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return bones_to_pose(bones, root=pose[..., 0, :])
 
 
+#: Joints that datasets define alike: the limbs' middle and end joints (knees, feet, elbows,
+#: wrists).
+LIMB_JOINTS: tuple[int, ...] = (2, 3, 5, 6, 11, 12, 14, 15)
+
 #: Joints whose placement differs between datasets (marker sets, body-model regressors):
 #: the hips about the pelvis, the head and the shoulders about the thorax.
 HIPS: tuple[int, ...] = (1, 4)
@@ -192,6 +196,33 @@ def body_axes(pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     right = pose[..., HIPS[0], :] - pose[..., HIPS[1], :]
     right = _unit(right - (right * up).sum(-1, keepdim=True) * up)
     return up, right, torch.linalg.cross(up, right, dim=-1)
+
+
+def joint_placement(pose: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Where a pose puts the joints `redefine_joints` moves, in its parameters' terms.
+
+    Args:
+        pose: (..., 16, 3) joints in metres.
+
+    Returns:
+        (...) tensors: ``hip_width`` the hips' mean distance from the pelvis once the shifts are
+        undone; ``hip_drop`` and ``hip_forward`` how far the hips' midpoint lies below the pelvis
+        along the spine axis and in front of it (`body_axes`); ``head`` and ``clavicle`` the
+        head's and the shoulders' (mean) distances from the thorax.
+    """
+    up, _, forward = body_axes(pose)
+    hips = pose[..., HIPS, :] - pose[..., :1, :]
+    mid = hips.mean(-2)
+    drop, ahead = -(mid * up).sum(-1), (mid * forward).sum(-1)
+    lateral = hips + (drop[..., None] * up - ahead[..., None] * forward).unsqueeze(-2)
+    thorax = pose[..., THORAX : THORAX + 1, :]
+    return {
+        "hip_width": torch.linalg.vector_norm(lateral, dim=-1).mean(-1),
+        "hip_drop": drop,
+        "hip_forward": ahead,
+        "head": torch.linalg.vector_norm(pose[..., HEAD, :] - thorax[..., 0, :], dim=-1),
+        "clavicle": torch.linalg.vector_norm(pose[..., SHOULDERS, :] - thorax, dim=-1).mean(-1),
+    }
 
 
 def redefine_joints(
