@@ -86,6 +86,14 @@ def test_every_experiment_composes_and_validates(experiment):
         assert cfg.feedback is False and cfg.augment is True
     if experiment.startswith("baseline"):
         assert cfg.augment is False
+    # joint-definition jitter: on for the Human3.6M estimator's augmented pairs, never for the
+    # real pairs of any experiment (a baseline or control stays plain training)
+    pairs = cfg.model.definition_jitter.pairs
+    if cfg.augment and cfg.model.train_estimator and "h36m" in experiment:
+        assert pairs == "augmented"
+    elif not cfg.augment or "synthetic" in experiment:
+        assert pairs == "none"
+    assert pairs != "all"
 
 
 OPTIONS = [("trainer", "cpu"), ("trainer", "gpu"), ("trainer", "ddp"), ("logger", "csv"),
