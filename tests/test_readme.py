@@ -47,8 +47,8 @@ def same(quoted: str, value) -> bool:
 
     if isinstance(value, DictConfig):  # a config group: the quoted option is the chosen one
         return quoted in value or (quoted == "{}" and len(value) == 0)
-    if quoted in ("null", "none", "all"):
-        return value is None
+    if quoted in ("null", "none", "all"):  # None, or that very word as a string setting
+        return value is None or value == quoted
     if quoted in ("true", "false"):
         return value is (quoted == "true")
     if isinstance(value, ListConfig):  # a list quoted as space-separated items
