@@ -379,6 +379,11 @@ def test_definition_jitter_moves_the_redefinable_joints_of_the_chosen_pairs(tmp_
         assert 0.8 - 1e-5 <= head.min() and head.max() <= 2.0 + 1e-5
     x2, x3 = model.eval()._redefined(batch["pose3d"], batch["pose2d"], batch["cam"], "real")
     assert x3 is batch["pose3d"]  # never at evaluation
+    noisy = batch["pose2d"] + 0.01 * torch.randn_like(batch["pose2d"])  # e.g. detections
+    x2, x3 = model.train()._redefined(batch["pose3d"], noisy, batch["cam"], "augmented")
+    assert torch.allclose(x2[:, kept], noisy[:, kept], atol=1e-6)  # unmoved joints keep their 2D
+    shift = project_to_2d(x3, batch["cam"]) - project_to_2d(batch["pose3d"], batch["cam"])
+    assert torch.allclose(x2 - noisy, shift, atol=1e-6)
 
 
 @pytest.mark.parametrize("schedule", ["interleaved", "epoch_phases"])

@@ -465,13 +465,17 @@ class PoseAugModule(HealthGuard, L.LightningModule):
 
     def _redefined(self, pose3d, pose2d, cam, pairs: str):
         """``(pose2d, pose3d)`` of estimator training pairs with `definition_jitter` applied
-        when it is on for these ``pairs`` (``augmented`` or ``real``) in training."""
+        when it is on for these ``pairs`` (``augmented`` or ``real``) in training. Each 2D joint
+        moves by its 3D joint's change in projection, so the unmoved joints keep their 2D as
+        given (detections included)."""
         if not (self.training and self.jitter_pairs in (pairs, "all")):
             return pose2d, pose3d
+        if cam is None:
+            raise ValueError("definition_jitter needs the camera intrinsics of its pairs")
         lo, hi = self.jitter_ranges.unbind(-1)  # (5,)
         u = torch.rand(pose3d.shape[0], len(lo), device=pose3d.device, dtype=pose3d.dtype)
-        pose3d = sk.redefine_joints(pose3d, *(lo + (hi - lo) * u).unbind(-1))
-        return project_to_2d(pose3d, cam), pose3d
+        moved = sk.redefine_joints(pose3d, *(lo + (hi - lo) * u).unbind(-1))
+        return pose2d + project_to_2d(moved, cam) - project_to_2d(pose3d, cam), moved
 
     def _d2d_real(self, x3, x2, cam) -> torch.Tensor:
         """The 2D discriminator's real samples: ``x2`` as filmed or, with ``d2d_real_views``,
@@ -632,7 +636,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     def training_step(self, batch, batch_idx):
         """One batch of Algorithm 1 (or of the released phases, or of the baseline)."""
         opt_a, opt_d3, opt_d2, opt_p = self.optimizers()
-        real2d, real3d = self._redefined(batch["pose3d"], batch["pose2d"], batch["cam"], "real")
+        real2d, real3d = self._redefined(batch["pose3d"], batch["pose2d"], batch.get("cam"), "real")
         real3d = sk.root_relative(real3d)
         if not self.hparams.augment:
             return self._estimator_step(opt_p, real2d, real3d, "real")
@@ -712,8 +716,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         for i in range(0, len(perm) - 1, batch_size):
             idx = perm[i : i + batch_size]
             if len(idx) > 1:
-                x2, x3 = self._redefined(train.pose3d[idx], train.pose2d[idx],
-                                         train.cam[idx], "real")  # fmt: skip
+                cam = None if train.cam is None else train.cam[idx]
+                x2, x3 = self._redefined(train.pose3d[idx], train.pose2d[idx], cam, "real")
                 self._estimator_step(opt_p, x2, sk.root_relative(x3), "real")
 
     # --- evaluation ---------------------------------------------------------------------------
