@@ -33,16 +33,20 @@ from poseaug_pl.data.cross import load_cross_set
 from poseaug_pl.data.h36m import load_h36m
 from poseaug_pl.utils import format_table
 
-HIPS = (sk.JOINT_NAMES.index("r_hip"), sk.JOINT_NAMES.index("l_hip"))
 SHIFTS = ("hip_drop", "hip_forward")
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "poseaug.yaml"
+
+
+def mean_placement(poses: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`skeleton.joint_placement` of (N, 16, 3) poses, averaged over the poses."""
+    return {k: v.mean() for k, v in sk.joint_placement(poses).items()}
 
 
 def definition_factors(reference: torch.Tensor, cross: torch.Tensor) -> dict[str, float]:
     """The cross set's median joint placement as ``definition_jitter`` factors of the
     reference's means: ratios for ``hip_width``, ``head``, ``clavicle``; for the hip shifts the
     difference in metres (Human3.6M's are about zero)."""
-    ref = {k: v.mean() for k, v in sk.joint_placement(reference).items()}
+    ref = mean_placement(reference)
     out = {}
     for key, value in sk.joint_placement(cross).items():
         med = value.median()
@@ -63,7 +67,7 @@ def skeleton_gap(reference: torch.Tensor, cross: torch.Tensor) -> dict:
     floor = (rebuilt - cross).norm(dim=-1).mean() * 1000
 
     def offset(p):
-        return (p[:, 0] - p[:, HIPS].mean(1)).norm(dim=-1).mean() * 1000
+        return (p[:, 0] - p[:, list(sk.HIPS)].mean(1)).norm(dim=-1).mean() * 1000
 
     return {
         "lengths": torch.stack([ref_len, sk.bone_lengths(cross).mean(0)]) * 1000,
@@ -76,7 +80,7 @@ def as_reference(cross: torch.Tensor, reference: torch.Tensor) -> dict[str, torc
     """``cross`` (N, 16, 3) root-relative poses with their hips, head and shoulders moved to
     the reference's mean placement (`skeleton.joint_placement`), in three ways:
     ``hips``, ``head and shoulders``, ``all``."""
-    ref = {k: v.mean() for k, v in sk.joint_placement(reference).items()}
+    ref = mean_placement(reference)
     own = sk.joint_placement(cross)
     w = ref["hip_width"] / own["hip_width"]  # scale first, then undo the (scaled) shifts
     hips = {"hip_width": w, "hip_drop": ref["hip_drop"] - w * own["hip_drop"],

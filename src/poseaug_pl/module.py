@@ -477,6 +477,13 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         moved = sk.redefine_joints(pose3d, *(lo + (hi - lo) * u).unbind(-1))
         return pose2d + project_to_2d(moved, cam) - project_to_2d(pose3d, cam), moved
 
+    def _real_pairs(self, batch: dict):
+        """``(pose2d, root-relative pose3d)`` of real pairs as the estimator learns from them
+        (`definition_jitter` applied when it covers real pairs); ``batch`` holds ``pose3d``,
+        ``pose2d`` and, for the jitter, ``cam``."""
+        x2, x3 = self._redefined(batch["pose3d"], batch["pose2d"], batch.get("cam"), "real")
+        return x2, sk.root_relative(x3)
+
     def _d2d_real(self, x3, x2, cam) -> torch.Tensor:
         """The 2D discriminator's real samples: ``x2`` as filmed or, with ``d2d_real_views``,
         ``x3`` re-filmed from its camera raised by a per-sample U(low, high) degrees."""
@@ -636,10 +643,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     def training_step(self, batch, batch_idx):
         """One batch of Algorithm 1 (or of the released phases, or of the baseline)."""
         opt_a, opt_d3, opt_d2, opt_p = self.optimizers()
-        real2d, real3d = self._redefined(batch["pose3d"], batch["pose2d"], batch.get("cam"), "real")
-        real3d = sk.root_relative(real3d)
         if not self.hparams.augment:
-            return self._estimator_step(opt_p, real2d, real3d, "real")
+            return self._estimator_step(opt_p, *self._real_pairs(batch), "real")
         x3, x2, cam = self._source(batch)
         out = self._augmentor_step(opt_a, x3, x2, cam)  # 1. augmentor
         if batch_idx % self.hparams.d_every == 0:
@@ -648,19 +653,19 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         inside = (out["rt_2d"].abs() <= 1).flatten(1).all(1) & finite
         self.log("train/aug/inside_frac", inside.float().mean())
         self._watch_augmentation(out, inside)
-        aug2d, aug3d = self._redefined(out["rt"], out["rt_2d"], cam, "augmented")
-        aug = (aug2d, aug3d, inside & (aug2d.abs() <= 1).flatten(1).all(1))
-        self._estimator_update(opt_p, batch_idx, (real2d, real3d), aug)  # 3. estimator
+        aug = (*self._redefined(out["rt"], out["rt_2d"], cam, "augmented"), inside)
+        self._estimator_update(opt_p, batch_idx, batch, aug)  # 3. estimator
         self.augmentor_steps += 1
         return None
 
-    def _interleaved_update(self, opt_p, batch_idx, real, aug) -> None:
+    def _interleaved_update(self, opt_p, batch_idx, batch, aug) -> None:
         """Step 3 of Algorithm 1 (nothing during the warm-up): the estimator learns from the
         real (un-swapped) pairs and the in-frame augmented pairs, either in two updates
         (``estimator_update="alternate"``) or in one update on the sum of both losses
         (``"joint"``: real data gets as many updates as without augmentation)."""
         if self.in_warmup():
             return
+        real = self._real_pairs(batch)
         if self.hparams.estimator_update == "alternate":
             self._estimator_step(opt_p, *real, "real")
             with self._optimising(opt_p):
@@ -683,14 +688,14 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         ):
             return self.augmented_estimator_loss(*aug)
 
-    def _phases_update(self, opt_p, batch_idx, real, aug) -> None:
+    def _phases_update(self, opt_p, batch_idx, batch, aug) -> None:
         """Released schedule: buffer the augmented pairs; at the epoch's last batch, run the
         estimator passes (`_run_phases`)."""
         if not self.in_warmup():  # filtered once per epoch: no per-step host sync
             aug2d, aug3d, inside = aug
             self._phase_buffer.append((aug2d, sk.root_relative(aug3d), inside))
         if batch_idx == self.trainer.num_training_batches - 1 and self._phase_buffer:
-            self._run_phases(opt_p, real[0].shape[0])
+            self._run_phases(opt_p, len(batch["pose2d"]))
 
     def _run_phases(self, opt_p, batch_size: int) -> None:
         """Released schedule: estimator passes over the epoch's augmented buffer, then real data."""
@@ -716,9 +721,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         for i in range(0, len(perm) - 1, batch_size):
             idx = perm[i : i + batch_size]
             if len(idx) > 1:
-                cam = None if train.cam is None else train.cam[idx]
-                x2, x3 = self._redefined(train.pose3d[idx], train.pose2d[idx], cam, "real")
-                self._estimator_step(opt_p, x2, sk.root_relative(x3), "real")
+                pairs = {"pose3d": train.pose3d[idx], "pose2d": train.pose2d[idx],
+                         "cam": None if train.cam is None else train.cam[idx]}  # fmt: skip
+                self._estimator_step(opt_p, *self._real_pairs(pairs), "real")
 
     # --- evaluation ---------------------------------------------------------------------------
 

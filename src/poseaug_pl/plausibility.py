@@ -27,10 +27,11 @@ import math
 
 import torch
 
+from . import skeleton as sk
 from .models.augmentor import augmentation_parameters
 
 #: Joints of the spine used for uprightness and elevation: pelvis (root) and thorax.
-PELVIS, THORAX = 0, 8
+PELVIS, THORAX = 0, sk.THORAX
 #: The statistics of `pose_statistics` (real and augmented alike).
 POSE_STATS = ("upright", "inside", "scale_2d", "elevation_deg", "high_view")
 #: Implied camera elevation (degrees) from which a view counts as ``high_view``.
