@@ -21,6 +21,13 @@ from .utils import write_text_atomic
 log = logging.getLogger(__name__)
 
 
+def _augmenting(pl_module: L.LightningModule) -> bool:
+    """Whether the module trains its augmentor this epoch (``uses_augmentor()`` where it has
+    one, else ``hparams.augment``): nothing to draw or report in a baseline or a real finish."""
+    uses = getattr(pl_module, "uses_augmentor", None)
+    return uses() if callable(uses) else bool(pl_module.hparams.get("augment", False))
+
+
 def augment_as_trained(augmentor: torch.nn.Module, pose3d: torch.Tensor, cam: torch.Tensor):
     """The augmentor's output as the estimator sees it during training: training mode (BatchNorm
     batch statistics), its running statistics left unchanged, its mode restored after."""
@@ -55,9 +62,7 @@ class AugmentationFigures(L.Callback):
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Draw (rank zero only) when the epoch is due and the run uses the augmentor."""
-        if not pl_module.hparams.get("augment", False):
-            return
-        if (trainer.current_epoch + 1) % self.every:
+        if not _augmenting(pl_module) or (trainer.current_epoch + 1) % self.every:
             return
         data = trainer.datamodule.train_set
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
@@ -103,7 +108,7 @@ class AugmentationHistograms(L.Callback):
         """At the interval, copy the latest parameters to the host and log them."""
         self._batches += 1
         aug = getattr(pl_module, "last_augmentation", None)
-        if self._batches % self.every or aug is None:
+        if self._batches % self.every or aug is None or not _augmenting(pl_module):
             return
         params = {k: v.float().cpu().numpy() for k, v in augmentation_parameters(aug).items()}
         self._epoch.append(params)
@@ -191,7 +196,7 @@ class PlausibilityReport(L.Callback):
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Compute, print, log and record (rank zero; runs that use the augmentor only)."""
-        if not pl_module.hparams.get("augment", False) or (trainer.current_epoch + 1) % self.every:
+        if not _augmenting(pl_module) or (trainer.current_epoch + 1) % self.every:
             return
         data = trainer.datamodule.train_set
         gen = torch.Generator().manual_seed(self.seed)

@@ -176,6 +176,7 @@ CHECKS.update(
         ),
         "model.pool_size": _int_at_least(1),
         "model.warmup_steps": _int_at_least(0),
+        "model.real_finish_epochs": _int_at_least(0),
         "model.grad_clip": _non_negative(),  # 0 turns clipping off
         "data.eval_batch_size": _int_at_least(1),
         "data.train_sequences": _int_at_least(1),
@@ -212,6 +213,14 @@ def _relations(cfg: DictConfig) -> None:
             f"config: model.warmup_epochs={warmup} >= trainer.max_epochs={epochs}: "
             "the estimator would never train; lower the warm-up or add epochs"
         )
+    finish = _get(cfg, "model.real_finish_epochs")
+    if augment and trains and _is_int(finish) and _is_int(epochs) and _is_int(warmup):
+        if warmup + finish >= epochs:
+            raise ConfigError(
+                f"config: model.warmup_epochs={warmup} + model.real_finish_epochs={finish} >= "
+                f"trainer.max_epochs={epochs}: no epoch would train the estimator on augmented "
+                "pairs; lower them or add epochs"
+            )
     batch, pool = _get(cfg, "data.batch_size"), _get(cfg, "model.pool_size")
     if augment and _is_int(batch) and _is_int(pool) and batch > pool:
         raise ConfigError(

@@ -12,7 +12,8 @@ Manual optimisation steps them per batch in the order of Algorithm 1 of the supp
 ``schedule="epoch_phases"`` instead runs the released code's phases: a GAN pass over the epoch
 (augmented pairs buffered on the device), then an estimator pass over the buffer and one over
 the real pairs, both at the end of the epoch's last batch. ``augment=False`` trains the
-estimator alone on real pairs (the baseline, also how the estimator is pretrained).
+estimator alone on real pairs (the baseline, also how the estimator is pretrained). The last
+``real_finish_epochs`` epochs of any run train the estimator alone on the real pairs as given.
 
 Optimisers, in this fixed order: augmentor, 3D discriminator, 2D discriminator, estimator.
 Learning rates follow ``lr * (1 - epoch / (max_epochs + 1))``, set from the epoch at each
@@ -127,6 +128,12 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         warmup_epochs: epochs that train only the augmentor and discriminators.
         warmup_steps: training batches (augmentor steps) before the estimator first trains,
             counted over the whole run; the warm-up lasts while either count is not reached.
+        real_finish_epochs: the run's last epochs, in which the estimator trains alone on the
+            real pairs as given (no augmentor, discriminator or augmented pass, no definition
+            jitter; one update per batch), at the lowest learning rates of the schedule. The
+            released code ends each epoch on a pass over real data; this ends the run on whole
+            epochs of it, so the estimator settles on the distribution it is tested on (0: off).
+            The hard-ratio schedule spans the epochs before them.
         train_estimator: False trains only the augmentor and discriminators (the stand-alone
             augmentor pretraining whose checkpoint ``augmentor_ckpt`` loads).
         feedback_mode: how the frozen estimator runs inside the feedback loss: ``train``
@@ -204,6 +211,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         lr: dict | None = None,
         warmup_epochs: int = 0,
         warmup_steps: int = 0,
+        real_finish_epochs: int = 0,
         train_estimator: bool = True,
         feedback_mode: str = "train",
         aug_batch: str = "rebatch",
@@ -370,8 +378,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     # --- schedules ----------------------------------------------------------------------------
 
     def _progress(self) -> float:
-        """Fraction of training done at the current epoch, 0 at the first, 1 at the last."""
-        return self.current_epoch / max(1, self.hparams.max_epochs - 1)
+        """Fraction of the augmented epochs done: 0 at the first, 1 at the last (and after)."""
+        augmented = self.hparams.max_epochs - self.hparams.real_finish_epochs
+        return min(1.0, self.current_epoch / max(1, augmented - 1))
 
     def current_hard_ratio(self) -> float:
         """The hard ratio at the current epoch (linear from ``start`` to ``end``)."""
@@ -395,6 +404,19 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             or self.augmentor_steps < hp.warmup_steps
         )
 
+    def in_real_finish(self) -> bool:
+        """Whether this epoch is one of the last ``real_finish_epochs`` (estimator alone, real
+        pairs as given); never in an augmentor pretraining (``train_estimator=False``)."""
+        hp = self.hparams
+        finish_from = hp.max_epochs - hp.real_finish_epochs
+        return (
+            hp.train_estimator and hp.real_finish_epochs > 0 and self.current_epoch >= finish_from
+        )
+
+    def uses_augmentor(self) -> bool:
+        """Whether this epoch trains the augmentor (``augment`` and not a real-data finish)."""
+        return self.hparams.augment and not self.in_real_finish()
+
     def on_train_start(self) -> None:
         """Under DDP, give every rank its own random stream (bone swap, augmentor noise, pools).
 
@@ -416,7 +438,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             f"train/lr/{n}": self.lr[n] * factor
             for n in ("augmentor", "discriminator", "estimator")
         }
-        if self.hparams.augment:
+        if self.uses_augmentor():
             logged["train/aug/hard_ratio"] = self.current_hard_ratio()
         self.log_dict(logged, on_step=False, on_epoch=True)
 
@@ -468,7 +490,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         when it is on for these ``pairs`` (``augmented`` or ``real``) in training. Each 2D joint
         moves by its 3D joint's change in projection, so the unmoved joints keep their 2D as
         given (detections included)."""
-        if not (self.training and self.jitter_pairs in (pairs, "all")):
+        on = self.jitter_pairs in (pairs, "all") and not self.in_real_finish()
+        if not (self.training and on):
             return pose2d, pose3d
         if cam is None:
             raise ValueError("definition_jitter needs the camera intrinsics of its pairs")
@@ -643,7 +666,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     def training_step(self, batch, batch_idx):
         """One batch of Algorithm 1 (or of the released phases, or of the baseline)."""
         opt_a, opt_d3, opt_d2, opt_p = self.optimizers()
-        if not self.hparams.augment:
+        if not self.uses_augmentor():  # the baseline, or the run's real-data finish
             return self._estimator_step(opt_p, *self._real_pairs(batch), "real")
         x3, x2, cam = self._source(batch)
         out = self._augmentor_step(opt_a, x3, x2, cam)  # 1. augmentor
