@@ -1,6 +1,6 @@
 """Specification of the fidelity switches (warm-up by steps, augmentor checkpoints, feedback mode,
 in-frame re-batching, BatchNorm of augmented batches, discriminator init, bone-length jitter,
-joint-definition jitter) and of the augmentation plausibility statistics."""
+joint-definition jitter, real-data finish) and of the augmentation plausibility statistics."""
 
 import math
 import re
@@ -420,6 +420,55 @@ def test_definition_jitter_is_off_by_default_and_bad_settings_are_refused(tmp_pa
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             validate(tiny_cfg(tmp_path, override))
+
+
+# --- real-data finish --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["interleaved", "epoch_phases"])
+def test_real_finish_epochs_train_the_estimator_alone_on_real_pairs_as_given(
+    tmp_path, monkeypatch, schedule
+):
+    jittered = []
+    original = PoseAugModule._redefined
+
+    def spy_redefined(self, pose3d, pose2d, cam, pairs):
+        x2, x3 = original(self, pose3d, pose2d, cam, pairs)
+        jittered.append((self.current_epoch, pairs, not torch.equal(x3, pose3d)))
+        return x2, x3
+
+    monkeypatch.setattr(PoseAugModule, "_redefined", spy_redefined)
+    spy = run_with_spy(tmp_path, "trainer.max_epochs=3", "model.warmup_epochs=0",
+                       "model.real_finish_epochs=1", f"schedule={schedule}",
+                       "model.hard_ratio.start=2", "model.hard_ratio.end=4",
+                       "model.definition_jitter.pairs=all")  # fmt: skip
+    by_epoch = {e: [n for (ep, _), s in spy.steps.items() if ep == e for n in s] for e in range(3)}
+    assert "augmentor" in by_epoch[1] and "estimator" in by_epoch[1]
+    assert set(by_epoch[2]) == {"estimator"}  # the finish: one real update per batch
+    assert len(by_epoch[2]) == sum(1 for ep, _ in spy.steps if ep == 2)
+    assert any(changed for e, _, changed in jittered if e < 2)
+    assert not any(changed for e, _, changed in jittered if e == 2)  # real pairs as given
+    # the hard ratio spans the augmented epochs only
+    assert [r for r, _ in spy.epoch_values] == pytest.approx([2.0, 4.0, 4.0])
+    _, augmented_end, finish_end = spy.snapshots[0], spy.snapshots[1], spy.snapshots[2]
+    assert not all(torch.equal(augmented_end[k], finish_end[k]) for k in finish_end)
+
+
+def test_real_finish_is_off_by_default_and_never_in_an_augmentor_pretraining(tmp_path):
+    assert not _module(tmp_path).in_real_finish()
+    spy = run_with_spy(tmp_path, "model.warmup_epochs=0", "model.train_estimator=false",
+                       "model.real_finish_epochs=1")  # fmt: skip
+    assert all(s[0] == "augmentor" and "estimator" not in s for s in spy.steps.values())
+
+
+def test_real_finish_that_leaves_no_augmented_epoch_is_refused(tmp_path):
+    for overrides in (("model.real_finish_epochs=2",),
+                      ("model.real_finish_epochs=1", "model.warmup_epochs=1")):  # fmt: skip
+        with pytest.raises(ConfigError, match="no epoch would train the estimator on augmented"):
+            validate(tiny_cfg(tmp_path, *overrides))
+    with pytest.raises(ConfigError, match="real_finish_epochs"):
+        validate(tiny_cfg(tmp_path, "model.real_finish_epochs=-1"))
+    validate(tiny_cfg(tmp_path, "augment=false", "model.real_finish_epochs=2"))  # plain: fine
 
 
 def test_d2d_real_views_refilm_the_discriminators_real_poses_from_above(tmp_path):
