@@ -96,6 +96,22 @@ def test_every_experiment_composes_and_validates(experiment):
     assert pairs != "all"
 
 
+def _estimator_passes(experiment: str) -> int:
+    """Passes over the training pairs the estimator makes in ``experiment``: one per epoch of
+    plain training or real-data finish, two (augmented and real) per augmented epoch."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}", "paths.output_dir=/tmp/x"])
+    epochs, finish = cfg.trainer.max_epochs, cfg.model.real_finish_epochs
+    if not cfg.augment:
+        return epochs
+    return 2 * (epochs - finish - cfg.model.warmup_epochs) + finish
+
+
+@pytest.mark.parametrize("run", ["variant_a_h36m_cpu", "poseaug_h36m_cpu"])
+def test_cpu_protocol_continuations_have_the_controls_estimator_budget(run):
+    assert _estimator_passes(run) == _estimator_passes("control_h36m_cpu") == 12
+
+
 OPTIONS = [("trainer", "cpu"), ("trainer", "gpu"), ("trainer", "ddp"), ("logger", "csv"),
            ("logger", "wandb"), ("logger", "tensorboard"), ("logger", "none"),
            ("recipe", "paper"), ("recipe", "released")]  # fmt: skip
