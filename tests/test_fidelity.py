@@ -6,6 +6,7 @@ import math
 import re
 
 import hydra
+import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from poseaug_pl.models import KCSDiscriminator, Pose2DDiscriminator
 from poseaug_pl.module import PoseAugModule, definition_jitter_ranges
 from poseaug_pl.rotation import axis_angle_to_matrix
 from poseaug_pl.train import train
-from test_training import run_with_spy
+from test_training import Spy, run_with_spy
 
 
 def _module(tmp_path, *overrides):
@@ -425,6 +426,19 @@ def test_definition_jitter_is_off_by_default_and_bad_settings_are_refused(tmp_pa
 # --- real-data finish --------------------------------------------------------------------------
 
 
+class _FinishSpy(L.Callback):
+    """Training batches per epoch and the estimator's weights at the end of the fit."""
+
+    def __init__(self):
+        self.batches, self.final = {}, None
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.batches[trainer.current_epoch] = trainer.num_training_batches
+
+    def on_train_end(self, trainer, pl_module):
+        self.final = {k: v.clone() for k, v in pl_module.estimator.state_dict().items()}
+
+
 @pytest.mark.parametrize("schedule", ["interleaved", "epoch_phases"])
 def test_real_finish_epochs_train_the_estimator_alone_on_real_pairs_as_given(
     tmp_path, monkeypatch, schedule
@@ -438,37 +452,44 @@ def test_real_finish_epochs_train_the_estimator_alone_on_real_pairs_as_given(
         return x2, x3
 
     monkeypatch.setattr(PoseAugModule, "_redefined", spy_redefined)
-    spy = run_with_spy(tmp_path, "trainer.max_epochs=3", "model.warmup_epochs=0",
-                       "model.real_finish_epochs=1", f"schedule={schedule}",
-                       "model.hard_ratio.start=2", "model.hard_ratio.end=4",
-                       "model.definition_jitter.pairs=all")  # fmt: skip
+    spy, finish = Spy(), _FinishSpy()
+    cfg = tiny_cfg(tmp_path, "test=false", "trainer.max_epochs=3", "model.warmup_epochs=0",
+                   "model.real_finish_epochs=1", f"schedule={schedule}",
+                   "model.hard_ratio.start=2", "model.hard_ratio.end=4",
+                   "model.definition_jitter.pairs=all")  # fmt: skip
+    train(cfg, extra_callbacks=[spy, finish])
     by_epoch = {e: [n for (ep, _), s in spy.steps.items() if ep == e for n in s] for e in range(3)}
     assert "augmentor" in by_epoch[1] and "estimator" in by_epoch[1]
-    assert set(by_epoch[2]) == {"estimator"}  # the finish: one real update per batch
-    assert len(by_epoch[2]) == sum(1 for ep, _ in spy.steps if ep == 2)
+    # the finish: one estimator update per batch, nothing else
+    assert by_epoch[2] == ["estimator"] * finish.batches[2]
     assert any(changed for e, _, changed in jittered if e < 2)
-    assert not any(changed for e, _, changed in jittered if e == 2)  # real pairs as given
+    finish_calls = [(pairs, changed) for e, pairs, changed in jittered if e == 2]
+    assert finish_calls and all(p == "real" and not c for p, c in finish_calls)  # as given
     # the hard ratio spans the augmented epochs only
     assert [r for r, _ in spy.epoch_values] == pytest.approx([2.0, 4.0, 4.0])
-    _, augmented_end, finish_end = spy.snapshots[0], spy.snapshots[1], spy.snapshots[2]
-    assert not all(torch.equal(augmented_end[k], finish_end[k]) for k in finish_end)
+    before_finish = spy.snapshots[2]
+    assert not all(torch.equal(before_finish[k], finish.final[k]) for k in finish.final)
 
 
 def test_real_finish_is_off_by_default_and_never_in_an_augmentor_pretraining(tmp_path):
     assert not _module(tmp_path).in_real_finish()
-    spy = run_with_spy(tmp_path, "model.warmup_epochs=0", "model.train_estimator=false",
-                       "model.real_finish_epochs=1")  # fmt: skip
-    assert all(s[0] == "augmentor" and "estimator" not in s for s in spy.steps.values())
+    pretraining = _module(tmp_path, "model.train_estimator=false", "model.real_finish_epochs=1")
+    assert not pretraining.in_real_finish() and pretraining.uses_augmentor()
+    with pytest.raises(ConfigError, match="no estimator to finish"):
+        validate(tiny_cfg(tmp_path, "model.train_estimator=false", "model.real_finish_epochs=1"))
 
 
 def test_real_finish_that_leaves_no_augmented_epoch_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="no epoch would train the estimator on augmented"):
+        validate(tiny_cfg(tmp_path, "model.real_finish_epochs=1", "model.warmup_epochs=1"))
     for overrides in (("model.real_finish_epochs=2",),
-                      ("model.real_finish_epochs=1", "model.warmup_epochs=1")):  # fmt: skip
-        with pytest.raises(ConfigError, match="no epoch would train the estimator on augmented"):
+                      ("augment=false", "model.real_finish_epochs=2")):  # fmt: skip
+        with pytest.raises(ConfigError, match="the whole run would be the finish"):
             validate(tiny_cfg(tmp_path, *overrides))
     with pytest.raises(ConfigError, match="real_finish_epochs"):
         validate(tiny_cfg(tmp_path, "model.real_finish_epochs=-1"))
-    validate(tiny_cfg(tmp_path, "augment=false", "model.real_finish_epochs=2"))  # plain: fine
+    validate(tiny_cfg(tmp_path, "model.real_finish_epochs=1", "model.warmup_epochs=0"))
+    validate(tiny_cfg(tmp_path, "augment=false", "model.real_finish_epochs=1"))
 
 
 def test_d2d_real_views_refilm_the_discriminators_real_poses_from_above(tmp_path):

@@ -214,8 +214,18 @@ def _relations(cfg: DictConfig) -> None:
             "the estimator would never train; lower the warm-up or add epochs"
         )
     finish = _get(cfg, "model.real_finish_epochs")
-    if augment and trains and _is_int(finish) and _is_int(epochs) and _is_int(warmup):
-        if warmup + finish >= epochs:
+    if _is_int(finish) and finish > 0:
+        if not trains:
+            raise ConfigError(
+                "config: model.real_finish_epochs > 0 with model.train_estimator=false: an "
+                "augmentor pretraining has no estimator to finish; set it to 0"
+            )
+        if _is_int(epochs) and finish >= epochs:
+            raise ConfigError(
+                f"config: model.real_finish_epochs={finish} >= trainer.max_epochs={epochs}: "
+                "the whole run would be the finish; lower it or add epochs"
+            )
+        if augment and _is_int(epochs) and _is_int(warmup) and warmup + finish >= epochs:
             raise ConfigError(
                 f"config: model.warmup_epochs={warmup} + model.real_finish_epochs={finish} >= "
                 f"trainer.max_epochs={epochs}: no epoch would train the estimator on augmented "

@@ -25,7 +25,7 @@ NETWORKS = ("augmentor", "d3d", "d2d", "estimator")
 
 
 class HealthGuard:
-    """Mixin of a LightningModule with ``hparams.augment``, ``hparams.on_collapse``,
+    """Mixin of a LightningModule with ``uses_augmentor()``, ``hparams.on_collapse``,
     ``augmentor_steps`` and the trainer's checkpoint callbacks; call `init_health_guard` in
     ``__init__`` and `_watch` for every loss that is stepped."""
 
@@ -69,7 +69,7 @@ class HealthGuard:
         window = (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0
         if window or batch_idx + 1 == self.trainer.num_training_batches:
             self.check_health()
-        if window and self.hparams.augment:
+        if window and self.uses_augmentor():
             self.check_collapse()
 
     def _watch_augmentation(self, out: dict, inside: torch.Tensor) -> None:

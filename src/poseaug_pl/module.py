@@ -379,7 +379,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
 
     def _progress(self) -> float:
         """Fraction of the augmented epochs done: 0 at the first, 1 at the last (and after)."""
-        augmented = self.hparams.max_epochs - self.hparams.real_finish_epochs
+        hp = self.hparams
+        augmented = hp.max_epochs - (hp.real_finish_epochs if hp.train_estimator else 0)
         return min(1.0, self.current_epoch / max(1, augmented - 1))
 
     def current_hard_ratio(self) -> float:
@@ -440,6 +441,13 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         }
         if self.uses_augmentor():
             logged["train/aug/hard_ratio"] = self.current_hard_ratio()
+        elif self.hparams.augment and self.augmentor_steps < self.hparams.warmup_steps:
+            log.warning(
+                "real-data finish from epoch %d, but the warm-up (model.warmup_steps=%d) never "
+                "ended: the estimator saw no augmented pairs in this run",
+                self.current_epoch,
+                self.hparams.warmup_steps,
+            )
         self.log_dict(logged, on_step=False, on_epoch=True)
 
     def on_before_optimizer_step(self, optimizer) -> None:
