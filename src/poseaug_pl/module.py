@@ -377,11 +377,15 @@ class PoseAugModule(HealthGuard, L.LightningModule):
 
     # --- schedules ----------------------------------------------------------------------------
 
+    def _finish_start(self) -> int:
+        """The first epoch of the real-data finish (``max_epochs`` without one; an augmentor
+        pretraining, ``train_estimator=False``, has none)."""
+        hp = self.hparams
+        return hp.max_epochs - (hp.real_finish_epochs if hp.train_estimator else 0)
+
     def _progress(self) -> float:
         """Fraction of the augmented epochs done: 0 at the first, 1 at the last (and after)."""
-        hp = self.hparams
-        augmented = hp.max_epochs - (hp.real_finish_epochs if hp.train_estimator else 0)
-        return min(1.0, self.current_epoch / max(1, augmented - 1))
+        return min(1.0, self.current_epoch / max(1, self._finish_start() - 1))
 
     def current_hard_ratio(self) -> float:
         """The hard ratio at the current epoch (linear from ``start`` to ``end``)."""
@@ -408,11 +412,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     def in_real_finish(self) -> bool:
         """Whether this epoch is one of the last ``real_finish_epochs`` (estimator alone, real
         pairs as given); never in an augmentor pretraining (``train_estimator=False``)."""
-        hp = self.hparams
-        finish_from = hp.max_epochs - hp.real_finish_epochs
-        return (
-            hp.train_estimator and hp.real_finish_epochs > 0 and self.current_epoch >= finish_from
-        )
+        return self.current_epoch >= self._finish_start()
 
     def uses_augmentor(self) -> bool:
         """Whether this epoch trains the augmentor (``augment`` and not a real-data finish)."""
@@ -441,7 +441,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         }
         if self.uses_augmentor():
             logged["train/aug/hard_ratio"] = self.current_hard_ratio()
-        elif self.hparams.augment and self.augmentor_steps < self.hparams.warmup_steps:
+        elif self.hparams.augment and self.augmentor_steps < self.hparams.warmup_steps:  # finish
             log.warning(
                 "real-data finish from epoch %d, but the warm-up (model.warmup_steps=%d) never "
                 "ended: the estimator saw no augmented pairs in this run",
