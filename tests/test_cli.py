@@ -112,9 +112,23 @@ def test_cpu_protocol_continuations_have_the_controls_estimator_budget(run):
     assert _estimator_passes(run) == _estimator_passes("control_h36m_cpu") == 12
 
 
+@pytest.mark.parametrize("experiment", ["poseaug_synthetic", "poseaug_h36m_cpu", "variant_a_h36m_cpu"])
+def test_cpu_sized_experiments_cap_the_feedback_bands_unless_a_recipe_is_named(experiment):
+    def bands(*overrides):
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[f"experiment={experiment}", *overrides])
+        m = cfg.model
+        return cfg.recipe, m.hard_ratio.start, m.hard_ratio.end, m.ba_half_width, m.rt_ratio.centre
+
+    assert bands() == ("capped", 1.5, 2.5, 0.5, 2.0)
+    assert bands("recipe=released") == ("released", 3.0, 5.0, 2.0, 17.0)
+    assert bands("recipe=paper")[:3] == ("paper", 2.0, 20.0)
+    assert bands("recipe=capped", "model.hard_ratio.end=3") == ("capped", 1.5, 3.0, 0.5, 2.0)
+
+
 OPTIONS = [("trainer", "cpu"), ("trainer", "gpu"), ("trainer", "ddp"), ("logger", "csv"),
            ("logger", "wandb"), ("logger", "tensorboard"), ("logger", "none"),
-           ("recipe", "paper"), ("recipe", "released")]  # fmt: skip
+           ("recipe", "paper"), ("recipe", "released"), ("recipe", "capped")]  # fmt: skip
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)
@@ -123,7 +137,7 @@ def test_config_group_options_compose(group, option):
         cfg = compose("train", overrides=[f"{group}={option}", "paths.output_dir=/tmp/x"])
     if group == "recipe":
         assert cfg.recipe == option
-        assert cfg.model.hard_ratio.end == (20.0 if option == "paper" else 5.0)
+        assert cfg.model.hard_ratio.end == {"paper": 20.0, "released": 5.0, "capped": 2.5}[option]
     if option == "ddp":
         assert cfg.trainer.strategy.find_unused_parameters is True
 

@@ -552,7 +552,7 @@ def _diversity_alone(tmp_path, *overrides):
 
 
 def test_view_diversity_sends_a_gradient_to_the_rotation_head_only_when_on(tmp_path):
-    off, logged = _diversity_alone(tmp_path)
+    off, logged = _diversity_alone(tmp_path, "model.weights.view_diversity=0")
     assert "train/aug/view_diversity" not in logged
     grad = off.augmentor.rot.head.weight.grad
     assert grad is None or not grad.any()

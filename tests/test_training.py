@@ -125,7 +125,7 @@ def test_checkpoint_holds_plain_hparams_and_loads_safely(tmp_path):
     train(tiny_cfg(tmp_path, "test=false", "trainer.max_epochs=1", "model.warmup_epochs=0"))
     ckpt = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)
     hp = ckpt["hyper_parameters"]
-    assert isinstance(hp["estimator"], dict) and hp["recipe"] == "released"
+    assert isinstance(hp["estimator"], dict) and hp["recipe"] == "capped"
     assert len(ckpt["optimizer_states"]) == 4
 
 

@@ -77,7 +77,7 @@ CHECKS = {
     "test": (lambda v: isinstance(v, bool), "true or false"),
     "test_ckpt": (lambda v: v in ("best", "last"), "'best' or 'last'"),
     "save_predictions": (lambda v: isinstance(v, bool), "true or false"),
-    "recipe": (lambda v: v in ("paper", "released"), "'paper' or 'released'"),
+    "recipe": (lambda v: v in ("paper", "released", "capped"), "'paper', 'released' or 'capped'"),
     "schedule": (lambda v: v in ("interleaved", "epoch_phases"), "'interleaved' or 'epoch_phases'"),
     "trainer.max_epochs": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,

@@ -122,7 +122,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             networks.
         augment: train with the augmentor (False: the baseline).
         feedback: use the feedback loss (False: "Variant A").
-        recipe: ``released`` or ``paper`` form of regularisers and feedback loss.
+        recipe: ``released`` or ``paper`` form of regularisers and feedback loss; ``capped``
+            (the released form with narrower bands, set by ``conf/recipe/capped.yaml``) is
+            the released form here.
         schedule: ``interleaved`` (Algorithm 1) or ``epoch_phases`` (released code).
         lr: learning rates ``{augmentor, discriminator, estimator}``.
         warmup_epochs: epochs that train only the augmentor and discriminators.
@@ -237,8 +239,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         max_epochs: int = 50,
     ):
         super().__init__()
-        if recipe not in ("released", "paper"):
-            raise ValueError(f"recipe must be 'released' or 'paper', got {recipe!r}")
+        if recipe not in ("released", "paper", "capped"):
+            raise ValueError(f"recipe must be 'released', 'paper' or 'capped', got {recipe!r}")
+        self.loss_form = "paper" if recipe == "paper" else "released"
         if schedule not in ("interleaved", "epoch_phases"):
             raise ValueError(f"schedule must be 'interleaved' or 'epoch_phases', got {schedule!r}")
         if feedback_mode not in ("train", "eval"):
@@ -550,7 +553,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         """Feedback loss through the frozen estimator (gradients reach the augmentor only)."""
         target_src = sk.root_relative(src3d)
         with self._feedback_estimator() as est:
-            if self.hparams.recipe == "paper":
+            if self.loss_form == "paper":
                 err_src = losses.pose_error(est(src2d), target_src).detach()
                 err_rt = losses.pose_error(est(out["rt_2d"]), sk.root_relative(out["rt"]))
                 loss = self.weights["feedback"] * losses.feedback_loss_paper(
@@ -583,7 +586,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         out = self.augmentor(x3, cam)
         adv3d = losses.lsgan_generator_loss(self.d3d(out["ba"]))
         adv2d = losses.lsgan_generator_loss(self.d2d(out["rt_2d"]))
-        reg = losses.ba_regulariser(out["ba_diff"], out["ba_residual"], self.hparams.recipe)
+        reg = losses.ba_regulariser(out["ba_diff"], out["ba_residual"], self.loss_form)
         reg = reg + losses.bl_regulariser(out["bl_ratio"])
         w = self.weights
         loss = w["adv2d"] * adv2d + w["adv3d"] * adv3d + w["reg"] * reg
