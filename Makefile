@@ -30,7 +30,7 @@ install: $(STAMP) ## create .venv (if missing) and install the package with the 
 
 demo: install ## the real-data protocol at synthetic size: baseline, augmentor pretraining, control / Variant A / PoseAug
 	@test $(DEMO_EPOCHS) -ge 2 2>/dev/null || { echo "error: DEMO_EPOCHS must be an integer >= 2 (one augmented epoch before the 2 real-data finish epochs), got '$(DEMO_EPOCHS)'"; exit 2; }
-	@echo "== make demo: about 8 minutes on 2 CPU cores (DEMO_EPOCHS=$(DEMO_EPOCHS): control $(DEMO_CONTROL_EPOCHS) epochs, Variant A and PoseAug $(DEMO_AUG_EPOCHS))"
+	@echo "== make demo: about 9 minutes on 2 CPU cores (DEMO_EPOCHS=$(DEMO_EPOCHS): control $(DEMO_CONTROL_EPOCHS) epochs, Variant A and PoseAug $(DEMO_AUG_EPOCHS))"
 	$(PY) -m poseaug_pl.train experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/baseline \
 		test_ckpt=last
 	$(PY) -m poseaug_pl.train experiment=augmentor_synthetic hydra.run.dir=$(DEMO_DIR)/augmentor

@@ -112,7 +112,9 @@ def test_cpu_protocol_continuations_have_the_controls_estimator_budget(run):
     assert _estimator_passes(run) == _estimator_passes("control_h36m_cpu") == 12
 
 
-@pytest.mark.parametrize("experiment", ["poseaug_synthetic", "poseaug_h36m_cpu", "variant_a_h36m_cpu"])
+@pytest.mark.parametrize(
+    "experiment", ["poseaug_synthetic", "poseaug_h36m_cpu", "variant_a_h36m_cpu"]
+)
 def test_cpu_sized_experiments_cap_the_feedback_bands_unless_a_recipe_is_named(experiment):
     def bands(*overrides):
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

@@ -617,3 +617,24 @@ def test_view_diversity_of_elevation_trains_the_rotation_head(tmp_path):
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="model.view_diversity_of"):
         validate(tiny_cfg(tmp_path, "model.view_diversity_of=yaw"))
+
+
+def test_capped_recipe_is_the_released_loss_with_the_capped_bands(tmp_path):
+    capped_bands = ["model.hard_ratio.start=1.5", "model.hard_ratio.end=2.5",
+                    "model.ba_half_width=0.5", "model.rt_ratio.centre=2",
+                    "model.rt_ratio.half_width=1"]  # fmt: skip
+
+    def augmentor_loss(*overrides):
+        torch.manual_seed(0)
+        model = _module(tmp_path, "model.warmup_epochs=0", *overrides).train()
+        torch.manual_seed(1)
+        pose = _upright_pose().expand(64, 16, 3) + 0.05 * torch.randn(64, 16, 3)
+        x3, x2, cam = model._source(_batch_of(pose))
+        loss, _, _ = model.augmentor_loss(x3, x2, cam)
+        return loss
+
+    capped = augmentor_loss("recipe=capped")
+    assert torch.isfinite(capped)
+    torch.testing.assert_close(capped, augmentor_loss("recipe=released", *capped_bands))
+    assert not torch.allclose(capped, augmentor_loss("recipe=released"))  # other bands
+    assert not torch.allclose(capped, augmentor_loss("recipe=paper", *capped_bands))  # other form
