@@ -128,6 +128,22 @@ def test_cpu_sized_experiments_cap_the_feedback_bands_unless_a_recipe_is_named(e
     assert bands("recipe=capped", "model.hard_ratio.end=3") == ("capped", 1.5, 3.0, 0.5, 2.0)
 
 
+def test_recipe_capped_caps_an_experiment_that_has_the_released_bands():
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        released = compose("train", overrides=["experiment=poseaug_h36m"])
+        capped = compose("train", overrides=["experiment=poseaug_h36m", "recipe=capped"])
+    assert (released.recipe, released.model.hard_ratio.end, released.model.rt_ratio.centre) == (
+        "released",
+        5.0,
+        17.0,
+    )
+    assert (capped.recipe, capped.model.hard_ratio.end, capped.model.rt_ratio.centre) == (
+        "capped",
+        2.5,
+        2.0,
+    )
+
+
 OPTIONS = [("trainer", "cpu"), ("trainer", "gpu"), ("trainer", "ddp"), ("logger", "csv"),
            ("logger", "wandb"), ("logger", "tensorboard"), ("logger", "none"),
            ("recipe", "paper"), ("recipe", "released"), ("recipe", "capped")]  # fmt: skip
