@@ -8,6 +8,7 @@ import math
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .camera import elevation_range
+from .losses import LOSS_FORM
 
 
 class ConfigError(ValueError):
@@ -77,7 +78,7 @@ CHECKS = {
     "test": (lambda v: isinstance(v, bool), "true or false"),
     "test_ckpt": (lambda v: v in ("best", "last"), "'best' or 'last'"),
     "save_predictions": (lambda v: isinstance(v, bool), "true or false"),
-    "recipe": (lambda v: v in ("paper", "released", "capped"), "'paper', 'released' or 'capped'"),
+    "recipe": (lambda v: v in LOSS_FORM, " or ".join(f"'{k}'" for k in LOSS_FORM)),
     "schedule": (lambda v: v in ("interleaved", "epoch_phases"), "'interleaved' or 'epoch_phases'"),
     "trainer.max_epochs": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,

@@ -99,6 +99,11 @@ def rectified_l2(x: torch.Tensor, threshold: float) -> torch.Tensor:
     return band_loss(x, 0.0, threshold)
 
 
+#: The loss form of each recipe (``conf/recipe/<name>.yaml``): ``capped`` is the released form
+#: with narrower feedback bands, which the recipe's config sets.
+LOSS_FORM = {"released": "released", "capped": "released", "paper": "paper"}
+
+
 def ba_regulariser(ba_diff: torch.Tensor, ba_residual: torch.Tensor, recipe: str = "released",
                    centre: float = 0.205, half_width: float = 0.165,
                    threshold: float = 0.1) -> torch.Tensor:  # fmt: skip

@@ -239,9 +239,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         max_epochs: int = 50,
     ):
         super().__init__()
-        if recipe not in ("released", "paper", "capped"):
-            raise ValueError(f"recipe must be 'released', 'paper' or 'capped', got {recipe!r}")
-        self.loss_form = "paper" if recipe == "paper" else "released"
+        if recipe not in losses.LOSS_FORM:
+            raise ValueError(f"recipe must be one of {sorted(losses.LOSS_FORM)}, got {recipe!r}")
+        self.loss_form = losses.LOSS_FORM[recipe]
         if schedule not in ("interleaved", "epoch_phases"):
             raise ValueError(f"schedule must be 'interleaved' or 'epoch_phases', got {schedule!r}")
         if feedback_mode not in ("train", "eval"):
