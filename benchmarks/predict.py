@@ -42,7 +42,7 @@ def paper_width_checkpoint(path: Path) -> None:
     """A checkpoint holding an untrained 1024-channel VideoPose estimator (what predict reads)."""
     from poseaug_pl.models.estimators import VideoPose
 
-    cfg = {"_target_": "poseaug_pl.models.VideoPose", "channels": 1024}
+    cfg = {"name": "videopose", "channels": 1024}
     state = {f"estimator.{k}": v for k, v in VideoPose(channels=1024).state_dict().items()}
     torch.save({"hyper_parameters": {"estimator": cfg}, "state_dict": state}, path)
 

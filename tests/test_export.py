@@ -1,6 +1,5 @@
 """Exporting the estimator: ONNX (run in onnxruntime) and TorchScript agree with PyTorch."""
 
-import hydra
 import numpy as np
 import pytest
 import torch
@@ -9,6 +8,7 @@ from omegaconf import OmegaConf
 from helpers import cli
 from poseaug_pl.export import export_onnx
 from poseaug_pl.lifter import load_estimator
+from poseaug_pl.models.registry import build
 from poseaug_pl.utils import CONFIG_DIR
 
 ort = pytest.importorskip("onnxruntime")
@@ -53,7 +53,7 @@ def test_the_other_estimators_export_to_onnx(kind, tmp_path):
     for key in ("channels", "hidden"):
         if key in cfg:
             cfg[key] = 32
-    estimator = hydra.utils.instantiate(cfg).eval()
+    estimator = build("estimator", OmegaConf.to_container(cfg)).eval()
     export_onnx(estimator, tmp_path / "e.onnx")
     x = torch.randn(4, 16, 2) * 0.3
     (got,) = ort.InferenceSession(str(tmp_path / "e.onnx")).run(None, {"pose2d": x.numpy()})

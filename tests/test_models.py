@@ -183,9 +183,13 @@ def test_augmentor_size_equals_the_released_code():
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
 def test_each_estimator_is_selectable_by_hydra_config(name):
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
+    from poseaug_pl.models.registry import build
     from poseaug_pl.utils import CONFIG_DIR
+
+    def instantiate(node):
+        return build("estimator", OmegaConf.to_container(node))
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("prepare_data", overrides=[f"+model/estimator={name}"])

@@ -1,10 +1,15 @@
-"""Reading training checkpoints with one clear line for a missing, damaged or foreign file."""
+"""Reading training checkpoints: tensors and plain data only, one clear line for a bad file.
+
+Nothing read from a checkpoint runs code: files load with torch's ``weights_only`` loader,
+networks are built by name (`poseaug_pl.models.registry`), and weights must fit exactly.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .data.poseset import DataError
 
@@ -36,3 +41,129 @@ def sub_state(ckpt: dict, prefix: str) -> dict:
     """The ``prefix.*`` entries of a checkpoint's ``state_dict``, with the prefix removed."""
     head = prefix + "."
     return {k.removeprefix(head): v for k, v in ckpt["state_dict"].items() if k.startswith(head)}
+
+
+def _describe(spec) -> str:
+    """``videopose channels=1024 blocks=4`` of a network spec (for messages)."""
+    if not isinstance(spec, dict):
+        return "?"
+    name = spec.get("name") or str(spec.get("_target_", "?")).rsplit(".", 1)[-1]
+    return " ".join(
+        [str(name), *(f"{k}={v}" for k, v in spec.items() if k not in ("name", "_target_"))]
+    )
+
+
+def check_fits(net: nn.Module, state: dict, path, what: str, here=None, there=None,
+               any_shape: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Raise unless ``state`` holds every weight of ``net``, no other, each of its shape.
+
+    Args:
+        net: the network (or module) the weights are for.
+        state: its ``state_dict`` as read from ``path``.
+        path, what: the file and how to name its part in the message.
+        here, there: the network specs of ``net`` and of the checkpoint, named in a message
+            about another width or another network.
+        any_shape: key prefixes whose shape may differ (training state the loader resizes).
+
+    Raises:
+        DataError: missing or extra weights (the first few named) or another shape (both
+            shapes named, and both specs where given).
+    """
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    specs = f" (checkpoint: {_describe(there)}; this model: {_describe(here)})" if here else ""
+    if missing:
+        raise DataError(f"{path}: {what} lacks {len(missing)} of this model's weights, e.g. "
+                        f"{', '.join(missing[:3])}{specs}")  # fmt: skip
+    if extra:
+        raise DataError(f"{path}: {what} has {len(extra)} weights this model lacks, e.g. "
+                        f"{', '.join(extra[:3])}{specs}")  # fmt: skip
+    for k, v in own.items():
+        theirs = state[k]
+        if not isinstance(theirs, torch.Tensor):
+            raise DataError(f"{path}: {what}'s {k} is not a tensor ({type(theirs).__name__})")
+        if theirs.shape != v.shape and not k.startswith(any_shape):
+            shapes = f"{tuple(theirs.shape)} there and {tuple(v.shape)} here"
+            raise DataError(f"{path}: {what} does not fit this model: {k} is {shapes}{specs}")
+
+
+def load_weights(net: nn.Module, state: dict, path, what: str, here=None, there=None) -> None:
+    """`check_fits`, then load ``state`` into ``net``."""
+    check_fits(net, state, path, what, here, there)
+    net.load_state_dict(state)
+
+
+def hyper_parameters(ckpt: dict, path) -> dict:
+    """The checkpoint's ``hyper_parameters``, checked to be plain data naming no callable.
+
+    Lightning would import and call a ``_instantiator`` path stored here; any ``_``-prefixed
+    key is refused.
+
+    Raises:
+        DataError: no hyper-parameters, a ``_``-prefixed key, or a value that is not plain data.
+    """
+    from .models.registry import is_plain
+
+    hp = ckpt.get("hyper_parameters")
+    if not isinstance(hp, dict) or "estimator" not in hp:
+        raise DataError(f"{path}: not a poseaug-pl training checkpoint (no estimator config)")
+    for key, value in hp.items():
+        if not isinstance(key, str) or key.startswith("_"):
+            raise DataError(f"{path}: refused hyper-parameter {key!r} (it would name code to run)")
+        if not is_plain(value):
+            raise DataError(f"{path}: hyper-parameter {key!r} is not plain data "
+                            f"({type(value).__name__})")  # fmt: skip
+    return hp
+
+
+def build_network(ckpt: dict, path, role: str = "estimator") -> nn.Module:
+    """The ``role`` network of a checkpoint, built by name from the package's own table.
+
+    Raises:
+        DataError: the checkpoint names an unknown network or argument (one line with the file).
+    """
+    from .models.registry import SpecError, build
+
+    spec = hyper_parameters(ckpt, path).get(role)
+    try:
+        return build(role, spec)
+    except (SpecError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: {e}") from None
+
+
+def load_module(path, **overrides):
+    """A `PoseAugModule` rebuilt from a checkpoint's plain hyper-parameters and weights.
+
+    The safe counterpart of Lightning's ``load_from_checkpoint``: networks are built by name
+    (`poseaug_pl.models.registry`), hyper-parameters that are not the module's arguments are
+    ignored, ``_``-prefixed ones refused, and no file the checkpoint names is read
+    (``estimator_ckpt`` and ``augmentor_ckpt`` are cleared).
+
+    Args:
+        path: a ``.ckpt`` written by ``train``.
+        **overrides: constructor arguments that replace the stored ones.
+
+    Raises:
+        DataError: an unreadable or foreign file, an unknown network, missing or misfitting
+            weights; one line naming the file.
+    """
+    import inspect
+
+    from .module import PoseAugModule
+
+    ckpt = read_checkpoint(path)
+    params = inspect.signature(PoseAugModule.__init__).parameters
+    hp = {k: v for k, v in hyper_parameters(ckpt, path).items() if k in params and k != "self"}
+    hp.update({"estimator_ckpt": None, "augmentor_ckpt": None, **overrides})
+    try:
+        model = PoseAugModule(**hp)
+    except (ValueError, TypeError) as e:  # SpecError and the constructor's own checks
+        raise DataError(f"{path}: {e}") from None
+    state = dict(ckpt["state_dict"])
+    for name in ("pool3d", "pool2d"):  # training state of another size: the pools start empty
+        pool = getattr(model, name)
+        if f"{name}.items" in state and state[f"{name}.items"].shape != pool.items.shape:
+            state[f"{name}.items"], state[f"{name}.count"] = pool.items, pool.count
+    load_weights(model, state, path, "checkpoint")
+    return model

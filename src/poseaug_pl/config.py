@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .camera import elevation_range
 from .losses import LOSS_FORM
+from .models.registry import NETWORKS
 
 
 class ConfigError(ValueError):
@@ -175,6 +176,13 @@ CHECKS.update(
             (lambda v: _is_num(v) and 0 < v <= 180),
             "a number of degrees in (0, 180]",
         ),
+        **{
+            f"model.{role}.name": (
+                (lambda v, t=table: v in t),
+                " or ".join(f"'{n}'" for n in table) + " (poseaug_pl.models.registry)",
+            )
+            for role, table in NETWORKS.items()
+        },
         "model.pool_size": _int_at_least(1),
         "model.warmup_steps": _int_at_least(0),
         "model.real_finish_epochs": _int_at_least(0),
@@ -238,15 +246,15 @@ def _relations(cfg: DictConfig) -> None:
             f"config: data.batch_size={batch} > model.pool_size={pool}: the fake "
             "pools must hold at least one batch; raise model.pool_size"
         )
-    target = str(_get(cfg, "model.estimator._target_") or "")
+    name = _get(cfg, "model.estimator.name")
     if (
         "dropout" in (_get(cfg, "model.estimator") or {})
         and _get(cfg, "model.estimator.dropout") is None
-        and not target.endswith("STGCN")
+        and name != "stgcn"
     ):
         raise ConfigError(
             f"config: model.estimator.dropout=null is only meaningful for ST-GCN "
-            f"(PoseAug's per-layer rates); {target.rsplit('.', 1)[-1]} needs a number"
+            f"(PoseAug's per-layer rates); {name} needs a number"
         )
     diversity, noise = (
         _get(cfg, "model.weights.view_diversity"),

@@ -11,6 +11,7 @@ Without ``data=`` / ``data.*`` overrides the data config of the checkpoint's tra
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import hydra
@@ -21,27 +22,57 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import tracking
-from .ckpt import read_checkpoint
+from .ckpt import load_module, read_checkpoint
 from .cli import entry_point
 from .config import ConfigError, validate
-from .module import PoseAugModule
+from .data import build_datamodule
 from .train import metrics_table, output_dir, write_metrics
 from .utils import atomic_output
 
 
+def run_config_path(ckpt_path) -> Path:
+    """``<run>/config_resolved.yaml`` of the run that wrote ``ckpt_path``."""
+    return Path(str(ckpt_path)).expanduser().resolve().parent.parent / "config_resolved.yaml"
+
+
 def run_config(ckpt_path) -> DictConfig | None:
-    """The resolved config of the run that wrote ``ckpt_path`` (``<run>/config_resolved.yaml``)."""
-    path = Path(str(ckpt_path)).expanduser().resolve().parent.parent / "config_resolved.yaml"
-    return OmegaConf.load(path) if path.is_file() else None
+    """The resolved config of the run that wrote ``ckpt_path`` (None if it has none).
+
+    A run folder may come from anyone: its config is YAML data (read with a safe loader), and
+    an interpolation (``${...}``) in it is refused, since a resolved config holds none.
+
+    Raises:
+        ConfigError: a config that is not YAML or holds an interpolation (one line).
+    """
+    path = run_config_path(ckpt_path)
+    if not path.is_file():
+        return None
+    try:
+        run = OmegaConf.load(path)
+    except Exception as e:  # YAML and OmegaConf errors of every kind
+        raise ConfigError(f"{path}: not a readable run config ({type(e).__name__})") from None
+    if not isinstance(run, DictConfig):
+        raise ConfigError(f"{path}: not a run config (a mapping expected)")
+    raw = OmegaConf.to_yaml(run)  # (to_yaml does not resolve)
+    if "${" in raw:
+        raise ConfigError(f"{path}: holds an interpolation ('${{...}}'); a run's saved config "
+                          "is resolved, so this file was edited: refused")  # fmt: skip
+    return run
+
+
+#: An experiment name usable as one folder name (evaluate writes to outputs/evaluate/<name>/).
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 
 
 def run_experiment(ckpt_path) -> str:
-    """The experiment name of the checkpoint's run (``default`` if unknown): the output folder."""
+    """The experiment name of the checkpoint's run: evaluate's output folder. ``default``
+    when unknown or not a plain folder name (a run folder must not steer where outputs go)."""
     try:
         run = run_config(ckpt_path)
     except Exception:  # an unreadable config: the default folder
         return "default"
-    return str(run.get("experiment_name") or "default") if run is not None else "default"
+    name = str(run.get("experiment_name") or "default") if run is not None else "default"
+    return name if SAFE_NAME.fullmatch(name) and ".." not in name else "default"
 
 
 if not OmegaConf.has_resolver("run_experiment"):
@@ -73,12 +104,15 @@ def data_config(cfg: DictConfig) -> DictConfig:
     if any(o.key_or_group == "data" for o in overrides):
         return cfg.data
     run = run_config(cfg.ckpt_path) if cfg.get("data_from_run", True) else None
-    if run is None:
+    if run is None or "data" not in run:
         raise ConfigError(f"config: no config_resolved.yaml of the run beside {cfg.ckpt_path} "
                           "(or data_from_run=false): choose the data with data=synthetic or "
                           "data=h36m data.root=PATH")  # fmt: skip
     data = run.data
     OmegaConf.set_struct(data, False)
+    given = {o.key_or_group.removeprefix("+") for o in overrides}
+    if "cache_dir" in data and "data.cache_dir" not in given:
+        data.cache_dir = None  # the default cache: a run folder does not say where to write
     for o in overrides:  # (Hydra refuses ~data.* deletions of the placeholder nulls earlier)
         if o.key_or_group.startswith("data."):
             OmegaConf.update(data, o.key_or_group[len("data.") :], o.value(), force_add=True)
@@ -116,11 +150,10 @@ def evaluate(cfg: DictConfig) -> dict:
     with open_dict(cfg):
         cfg.data = data
     validate(cfg)
-    dm = hydra.utils.instantiate(data)
+    source = run_config_path(ckpt) if cfg.get("data_from_run", True) else "config: data"
+    dm = build_datamodule(OmegaConf.to_container(data, resolve=True), source)
     dm.check()
-    model = PoseAugModule.load_from_checkpoint(
-        ckpt, map_location="cpu", weights_only=True, estimator_ckpt=None, augmentor_ckpt=None
-    )
+    model = load_module(ckpt)
     model.save_predictions = bool(cfg.save_predictions)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(model, datamodule=dm, verbose=False)

@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 
 from .camera import normalize_screen_coordinates
-from .ckpt import read_checkpoint, sub_state
+from .ckpt import build_network, load_weights, read_checkpoint, sub_state
 from .data.keypoints import Keypoints, from_array
 from .data.poseset import DataError
 from .layouts import LayoutError, check_layout, detect_layout, fill_from_track, to_poseaug16
@@ -95,17 +94,18 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
 
 
 def load_estimator(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The estimator of a training checkpoint (built from its saved config), in eval mode.
+    """The estimator of a training checkpoint, in eval mode.
+
+    Built by name from the package's own networks (`poseaug_pl.models.registry`) with the
+    checkpoint's plain arguments; nothing in the file is imported or called.
 
     Raises:
-        DataError: a missing file, or a file that is not a poseaug-pl checkpoint.
+        DataError: a missing file, a file that is not a poseaug-pl checkpoint, an unknown
+            network, or weights that do not fit it (one line naming the file).
     """
     ckpt = read_checkpoint(path)
-    hp = ckpt.get("hyper_parameters", {})
-    if "estimator" not in hp:
-        raise DataError(f"{path}: not a poseaug-pl training checkpoint (no estimator config)")
-    estimator = hydra.utils.instantiate(hp["estimator"])
-    estimator.load_state_dict(sub_state(ckpt, "estimator"))
+    estimator = build_network(ckpt, path, "estimator")
+    load_weights(estimator, sub_state(ckpt, "estimator"), path, "the checkpoint's estimator")
     return estimator.to(device).eval()
 
 

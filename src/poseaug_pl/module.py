@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
-import hydra
 import lightning as L
 import torch
 from torch import nn
@@ -35,11 +34,13 @@ from torch.nn.parallel import DistributedDataParallel
 from . import losses
 from . import skeleton as sk
 from .camera import elevation_range, project_to_2d, raise_randomly
-from .ckpt import read_checkpoint, sub_state
+from .ckpt import load_module, load_weights, read_checkpoint, sub_state
 from .config import TrainingDiverged
+from .data.poseset import DataError
 from .data.views import RAISED_SUFFIX
 from .health import HealthGuard
 from .metrics import PoseMetrics, mpjpe, pa_mpjpe
+from .models import registry
 from .plausibility import camera_elevation_deg
 from .pools import FakePool
 
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 IN_DOMAIN_SETS = ("h36m", "synthetic")
 #: Augmentor outputs kept in `PoseAugModule.last_augmentation` (see `augmentation_parameters`).
 AUGMENTATION_KEYS = ("ba_diff", "bl_ratio_bones", "rotation", "translation")
+#: The module's networks, in the order of its constructor's specs.
+ROLES = ("estimator", "augmentor", "d3d", "d2d")
 
 
 #: `definition_jitter`'s factors, in the order `skeleton.redefine_joints` takes them.
@@ -118,8 +121,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     """PoseAug training and evaluation.
 
     Args:
-        estimator, augmentor, d3d, d2d: Hydra-style dicts (``_target_`` plus arguments) of the
-            networks.
+        estimator, augmentor, d3d, d2d: network specs ``{name, **arguments}`` built from the
+            package's own table (`poseaug_pl.models.registry`; None: the role's only class).
         augment: train with the augmentor (False: the baseline).
         feedback: use the feedback loss (False: "Variant A").
         recipe: ``released`` or ``paper`` form of regularisers and feedback loss; ``capped``
@@ -268,6 +271,10 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             raise ValueError(
                 f"view_diversity_cap must be in (0, 180] degrees, got {view_diversity_cap}"
             )
+        estimator, augmentor, d3d, d2d = (
+            registry.canonical_spec(role, spec)
+            for role, spec in zip(ROLES, (estimator, augmentor, d3d, d2d))
+        )
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.lr = {"augmentor": 1e-4, "discriminator": 1e-4, "estimator": 1e-4, **(lr or {})}
@@ -283,16 +290,10 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             "view_diversity": 0.0,
             **(weights or {}),
         }
-        self.estimator = hydra.utils.instantiate(estimator)
-        self.augmentor = hydra.utils.instantiate(
-            augmentor or {"_target_": "poseaug_pl.models.Augmentor"}
-        )
-        self.d3d = hydra.utils.instantiate(
-            d3d or {"_target_": "poseaug_pl.models.KCSDiscriminator"}
-        )
-        self.d2d = hydra.utils.instantiate(
-            d2d or {"_target_": "poseaug_pl.models.Pose2DDiscriminator"}
-        )
+        self.estimator = registry.build("estimator", estimator)
+        self.augmentor = registry.build("augmentor", augmentor)
+        self.d3d = registry.build("d3d", d3d)
+        self.d2d = registry.build("d2d", d2d)
         self.pool3d = FakePool(pool_size, (sk.NUM_JOINTS, 3))
         self.pool2d = FakePool(pool_size, (sk.NUM_JOINTS, 2))
         # each DDP rank keeps its own pools (DDP would otherwise copy rank 0's every step)
@@ -325,41 +326,47 @@ class PoseAugModule(HealthGuard, L.LightningModule):
 
     # --- set-up -----------------------------------------------------------------------------
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None,
+                             strict=None, weights_only=None, **kwargs):  # fmt: skip
+        """Lightning's loader, made safe: `poseaug_pl.ckpt.load_module` (networks by name,
+        tensors and plain data only; Lightning's ``_instantiator`` and ``hparams_file`` are
+        not honoured). ``kwargs`` replace stored constructor arguments."""
+        if hparams_file is not None:
+            raise ValueError("hparams_file is not supported: the checkpoint's own are used")
+        model = load_module(checkpoint_path, **kwargs)
+        return model.to(map_location) if isinstance(map_location, (str, torch.device)) else model
+
     def load_estimator(self, path: str) -> None:
         """Initialise the estimator from a checkpoint of this module (e.g. a baseline run)."""
-        est = sub_state(read_checkpoint(path, "model.estimator_ckpt"), "estimator")
+        ckpt = read_checkpoint(path, "model.estimator_ckpt")
+        est = sub_state(ckpt, "estimator")
         if not est:
-            raise ValueError(f"{path}: no estimator weights in this checkpoint")
-        self.estimator.load_state_dict(est)
+            raise DataError(f"{path}: no estimator weights in this checkpoint")
+        there = (ckpt.get("hyper_parameters") or {}).get("estimator")
+        load_weights(self.estimator, est, path, "model.estimator_ckpt's estimator",
+                     here=self.hparams.estimator, there=there)  # fmt: skip
         log.info("estimator initialised from %s", path)
 
     def load_augmentor(self, path: str) -> None:
         """Initialise augmentor, both discriminators and the fake pools from a checkpoint.
 
         Used to start from a stand-alone augmentor pretraining run, so that runs which only
-        differ after the warm-up (a sweep over the hard ratio) do not repeat it.
+        differ after the warm-up (a sweep over the hard ratio) do not repeat it. Pools of
+        another size start empty.
         """
-        state = read_checkpoint(path, "model.augmentor_ckpt")["state_dict"]
-        prefixes = ("augmentor.", "d3d.", "d2d.", "pool3d.", "pool2d.")
-        part = {k: v for k, v in state.items() if k.startswith(prefixes)}
-        if not any(k.startswith("augmentor.") for k in part):
-            raise ValueError(f"{path}: no augmentor weights in this checkpoint")
-        for name in ("pool3d", "pool2d"):  # pools of another size start empty
-            items = part.get(f"{name}.items")
-            if items is not None and items.shape != getattr(self, name).items.shape:
-                del part[f"{name}.items"], part[f"{name}.count"]
-        missing = [k for k in self.state_dict() if k.startswith(prefixes[:3]) and k not in part]
-        if missing:
-            raise ValueError(f"{path}: augmentor checkpoint lacks {len(missing)} weights, "
-                             f"e.g. {missing[0]}")  # fmt: skip
-        try:
-            self.load_state_dict(part, strict=False)
-        except RuntimeError as e:  # size mismatch: another rotation head or network width
-            first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-            raise ValueError(
-                f"{path}: augmentor checkpoint does not fit this model "
-                f"(another model.augmentor.rotation or width?): {first}"
-            ) from None
+        ckpt = read_checkpoint(path, "model.augmentor_ckpt")
+        if not sub_state(ckpt, "augmentor"):
+            raise DataError(f"{path}: no augmentor weights in this checkpoint")
+        there = ckpt.get("hyper_parameters") or {}
+        for role in ("augmentor", "d3d", "d2d"):
+            load_weights(getattr(self, role), sub_state(ckpt, role), path,
+                         f"model.augmentor_ckpt's {role}", here=self.hparams[role],
+                         there=there.get(role))  # fmt: skip
+        for name in ("pool3d", "pool2d"):
+            pool, part = getattr(self, name), sub_state(ckpt, name)
+            if part.get("items") is not None and part["items"].shape == pool.items.shape:
+                pool.load_state_dict(part)
         log.info("augmentor and discriminators initialised from %s", path)
 
     def setup(self, stage: str) -> None:

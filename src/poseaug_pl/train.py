@@ -25,7 +25,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from . import tracking
-from .ckpt import read_checkpoint
+from .ckpt import check_fits, read_checkpoint
 from .cli import entry_point
 from .config import validate
 from .resume import logged_step
@@ -155,6 +155,10 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     dm = hydra.utils.instantiate(cfg.data)
     dm.check()
     model = build_model(cfg)
+    if cfg.get("ckpt_path"):  # one line for a checkpoint of another model, before fit
+        ckpt = read_checkpoint(cfg.ckpt_path, "ckpt_path")
+        check_fits(model, ckpt["state_dict"], cfg.ckpt_path, "ckpt_path",
+                   any_shape=("pool3d.", "pool2d."))  # fmt: skip
     trainer = build_trainer(cfg, extra_callbacks)
     try:
         config = OmegaConf.to_container(cfg, resolve=True)

@@ -12,6 +12,8 @@ from .poseset import DataError, PoseSet
 from .synthetic import generate
 
 _LAZY = {
+    "DATAMODULES": "datamodule",
+    "build_datamodule": "datamodule",
     "H36MDataModule": "datamodule",
     "PoseDataModule": "datamodule",
     "SyntheticDataModule": "datamodule",
@@ -21,6 +23,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "DATAMODULES",
+    "build_datamodule",
     "DataError",
     "EpochSampler",
     "H36MDataModule",

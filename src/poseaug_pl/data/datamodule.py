@@ -317,3 +317,46 @@ class H36MDataModule(PoseDataModule):
             )
             tests["synthetic_wild"] = wild
         return train, tests
+
+
+#: The datamodules a data config may name, by the ``_target_`` path its YAML uses.
+DATAMODULES: dict[str, type[PoseDataModule]] = {
+    f"{mod}.{cls.__name__}": cls
+    for cls in (SyntheticDataModule, H36MDataModule)
+    for mod in ("poseaug_pl.data", __name__)
+}
+
+
+def build_datamodule(cfg: dict, source) -> PoseDataModule:
+    """The datamodule a plain data config describes, built from the package's own classes.
+
+    What `evaluate` uses on a run folder's saved config: its ``_target_`` may only name one of
+    `DATAMODULES`, and every other key must be an argument of that class with plain data.
+
+    Args:
+        cfg: ``{"_target_": ..., **arguments}`` as plain Python data.
+        source: the file the config came from (for the message).
+
+    Raises:
+        DataError: an unknown datamodule, an unknown argument or a value that is not plain
+            data (one line naming ``source``); the constructor's own ``ValueError``.
+    """
+    import inspect
+
+    from ..models.registry import is_plain
+
+    target = cfg.get("_target_")
+    cls = DATAMODULES.get(target) if isinstance(target, str) else None
+    if cls is None:
+        known = ", ".join(sorted({c.__name__ for c in DATAMODULES.values()}))
+        raise DataError(f"{source}: unknown datamodule {target!r} (known: {known})")
+    params = {**inspect.signature(PoseDataModule.__init__).parameters,
+              **inspect.signature(cls.__init__).parameters}  # fmt: skip
+    args = {k: v for k, v in cfg.items() if k != "_target_"}
+    for key, value in args.items():
+        kind = params[key].kind if key in params and key != "self" else None
+        if kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            raise DataError(f"{source}: {cls.__name__} takes no argument {key!r}")
+        if not is_plain(value):
+            raise DataError(f"{source}: data.{key} is not plain data ({type(value).__name__})")
+    return cls(**args)

@@ -1,0 +1,234 @@
+"""Checkpoints and run folders from others are data: networks are built by name, nothing they
+hold is imported or called, and every refusal is one line naming the file.
+
+Each payload would create a marker folder if the loader ran it; the tests check that the marker
+never appears, the command exits non-zero with one ``error:`` line and writes nothing.
+"""
+
+import textwrap
+
+import pytest
+import torch
+import yaml
+
+from helpers import TINY, cli
+from poseaug_pl import Lifter
+from poseaug_pl.ckpt import load_module
+from poseaug_pl.data import DataError, build_datamodule
+from poseaug_pl.evaluate import run_experiment
+from poseaug_pl.lifter import load_estimator
+from poseaug_pl.models.registry import SpecError, build, canonical_spec
+from poseaug_pl.module import PoseAugModule
+
+
+def crafted(src, dst, **hyper_parameters):
+    """A copy of checkpoint ``src`` at ``dst`` with some hyper-parameters replaced."""
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"] = {**ckpt["hyper_parameters"], **hyper_parameters}
+    torch.save(ckpt, dst)
+    return dst
+
+
+def one_error_line(r) -> str:
+    """The single ``error:`` line of a failed command (and that it is the only stderr line)."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0, r.stdout[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.fixture
+def marker(tmp_path):
+    return tmp_path / "PAYLOAD_RAN"
+
+
+@pytest.fixture
+def callable_ckpt(tiny_ckpt, tmp_path, marker):
+    """A checkpoint (plain strings only, so torch's safe loader reads it) whose estimator
+    names ``os.makedirs`` with the marker as its argument, as a Hydra ``_target_``."""
+    payload = {"_target_": "os.makedirs", "name": str(marker)}
+    return crafted(tiny_ckpt, tmp_path / "evil.ckpt", estimator=payload)
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+def test_networks_are_built_by_name_with_checked_plain_arguments():
+    net = build("estimator", {"name": "videopose", "channels": 8, "blocks": 1})
+    assert type(net).__name__ == "VideoPose" and net.expand[0].out_features == 8
+    assert canonical_spec("augmentor", None) == {"name": "poseaug"}
+    with pytest.raises(SpecError, match="unknown estimator 'resnet'.*known: videopose"):
+        build("estimator", {"name": "resnet"})
+    with pytest.raises(SpecError, match="takes no argument 'command'"):
+        build("estimator", {"name": "videopose", "command": "rm -rf /"})
+    with pytest.raises(SpecError, match="takes no argument 'self'"):
+        build("estimator", {"name": "videopose", "self": 1})
+    with pytest.raises(SpecError, match="must be plain data"):
+        build("estimator", {"name": "videopose", "channels": object()})
+
+
+def test_a_known_target_of_an_earlier_version_still_builds_any_other_is_refused(marker):
+    old = {"_target_": "poseaug_pl.models.VideoPose", "channels": 8}
+    assert canonical_spec("estimator", old) == {"name": "videopose", "channels": 8}
+    with pytest.raises(SpecError, match="unknown estimator 'os.makedirs'"):
+        build("estimator", {"_target_": "os.makedirs", "name": str(marker)})
+    with pytest.raises(SpecError, match="unknown d3d 'poseaug_pl.models.VideoPose'"):
+        build("d3d", old)  # a known class in the wrong role
+    assert not marker.exists()
+
+
+def test_checkpoints_store_names_not_import_paths(tiny_ckpt):
+    hp = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    for role in ("estimator", "augmentor", "d3d", "d2d"):
+        assert "name" in hp[role] and "_target_" not in hp[role]
+
+
+def test_an_earlier_versions_checkpoint_still_loads(tiny_ckpt, tmp_path):
+    hp = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    old = {**hp["estimator"], "_target_": "poseaug_pl.models.VideoPose"}
+    del old["name"]
+    path = crafted(tiny_ckpt, tmp_path / "old.ckpt", estimator=old,
+                   augmentor={"_target_": "poseaug_pl.models.Augmentor", "hidden": 32})  # fmt: skip
+    x = torch.randn(5, 16, 2) * 0.3
+    torch.testing.assert_close(load_estimator(path)(x), load_estimator(tiny_ckpt)(x))
+    assert load_module(path).hparams.estimator["name"] == "videopose"
+
+
+# --- checkpoints naming code --------------------------------------------------------------------
+
+
+def test_every_loader_refuses_a_checkpoint_that_names_a_callable(callable_ckpt, marker):
+    for load in (load_estimator, Lifter.from_checkpoint, load_module,
+                 PoseAugModule.load_from_checkpoint):  # fmt: skip
+        with pytest.raises(DataError, match=r"evil\.ckpt: unknown estimator 'os\.makedirs'"):
+            load(callable_ckpt)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "evaluate"])
+def test_commands_refuse_a_checkpoint_that_names_a_callable(command, callable_ckpt, marker,
+                                                            tmp_path):  # fmt: skip
+    keypoints = tmp_path / "kp.npy"
+    keypoints.write_bytes(b"")  # never read: the checkpoint is refused first or the file is
+    out = tmp_path / "out"
+    args = {
+        "predict": ["input=" + str(keypoints), f"output={out}.npz", "image_width=100",
+                    "image_height=100"],
+        "export": ["format=torchscript", f"output={out}.pt"],
+        "evaluate": ["data=synthetic", *TINY[:4], f"hydra.run.dir={out}"],
+    }[command]  # fmt: skip
+    line = one_error_line(cli(command, f"ckpt_path={callable_ckpt}", *args))
+    if command != "predict":  # (predict reads its input first: an empty file is refused)
+        assert "evil.ckpt" in line and "os.makedirs" in line
+    assert not marker.exists()
+    assert not list(tmp_path.glob("out*")) or not any((tmp_path / "out").rglob("metrics.json"))
+
+
+def test_lightnings_instantiator_hook_is_never_imported(tiny_ckpt, tmp_path, monkeypatch):
+    """Lightning's own ``load_from_checkpoint`` imports and calls a ``_instantiator`` path
+    stored in the checkpoint; ours refuses the key before anything is imported."""
+    marker = tmp_path / "IMPORTED"
+    (tmp_path / "payload_mod.py").write_text(f"import os\nos.makedirs({str(marker)!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = crafted(tiny_ckpt, tmp_path / "inst.ckpt", _instantiator="payload_mod.build")
+    for load in (load_module, PoseAugModule.load_from_checkpoint):
+        with pytest.raises(DataError, match=r"inst\.ckpt: refused hyper-parameter '_instantiator'"):
+            load(path)
+    assert not marker.exists()
+    r = cli("evaluate", f"ckpt_path={path}", "data=synthetic", *TINY[:4],
+            f"hydra.run.dir={tmp_path / 'ev'}", cwd=tmp_path)  # fmt: skip
+    assert "_instantiator" in one_error_line(r)
+    assert not marker.exists()
+
+
+# --- run folders ----------------------------------------------------------------------------------
+
+
+def run_folder(tmp_path, tiny_ckpt, data: dict, **top) -> str:
+    """A run folder holding ``tiny_ckpt`` and a saved config with ``data`` (and ``top``)."""
+    run = tmp_path / "shared_run"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(tiny_ckpt.read_bytes())
+    (run / "config_resolved.yaml").write_text(yaml.safe_dump({**top, "data": data}))
+    return str(ckpt)
+
+
+def test_evaluate_builds_a_run_folders_data_only_from_the_packages_datamodules(
+    tiny_ckpt, tmp_path, marker
+):
+    ckpt = run_folder(tmp_path, tiny_ckpt, {"_target_": "os.makedirs", "name": str(marker)})
+    line = one_error_line(cli("evaluate", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'e'}"))
+    assert "config_resolved.yaml: unknown datamodule 'os.makedirs'" in line
+    assert not marker.exists() and not (tmp_path / "e" / "metrics.json").exists()
+
+
+def test_a_run_folders_config_may_hold_no_interpolation(tiny_ckpt, tmp_path):
+    data = {"_target_": "poseaug_pl.data.SyntheticDataModule", "frames": "${oc.env:HOME}"}
+    ckpt = run_folder(tmp_path, tiny_ckpt, data)
+    line = one_error_line(cli("evaluate", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'e'}"))
+    assert "interpolation" in line
+
+
+def test_a_run_folders_unknown_data_argument_is_refused(tiny_ckpt, tmp_path):
+    data = {"_target_": "poseaug_pl.data.SyntheticDataModule", "_recursive_": True}
+    with pytest.raises(DataError, match=r"run\.yaml: SyntheticDataModule takes no argument"):
+        build_datamodule(data, "run.yaml")
+
+
+def test_a_run_folders_experiment_name_cannot_steer_outputs_elsewhere(tiny_ckpt, tmp_path):
+    data = {"_target_": "poseaug_pl.data.SyntheticDataModule"}
+    for name, folder in (("../../escaped", "default"), ("/etc", "default"),
+                         ("poseaug_h36m", "poseaug_h36m")):  # fmt: skip
+        ckpt = run_folder(tmp_path / name.replace("/", "_"), tiny_ckpt, data, experiment_name=name)
+        assert run_experiment(ckpt) == folder
+
+
+def test_evaluate_ignores_a_run_folders_cache_dir(tiny_ckpt, tmp_path):
+    """A run folder does not say where evaluate writes: its data.cache_dir is dropped."""
+    from poseaug_pl.evaluate import data_config
+
+    data = {"_target_": "poseaug_pl.data.H36MDataModule", "root": "h36m",
+            "cache_dir": str(tmp_path / "elsewhere")}  # fmt: skip
+    ckpt = run_folder(tmp_path, tiny_ckpt, data)
+    cfg = yaml.safe_load(textwrap.dedent(f"ckpt_path: {ckpt}\ndata_from_run: true\n"))
+    from omegaconf import OmegaConf
+
+    assert data_config(OmegaConf.create(cfg)).cache_dir is None
+
+
+# --- checkpoints that do not fit ----------------------------------------------------------------
+
+
+def test_an_estimator_ckpt_of_another_width_names_both_widths(tiny_ckpt, tmp_path):
+    r = cli("train", *TINY, "augment=false", "test=false", "model.estimator.channels=48",
+            f"model.estimator_ckpt={tiny_ckpt}", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    line = one_error_line(r)
+    assert "does not fit" in line and "channels=32" in line and "channels=48" in line
+    assert str(tiny_ckpt) in line
+
+
+def test_missing_weights_are_named_in_one_line(tiny_ckpt, tmp_path):
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    gone = [k for k in ckpt["state_dict"] if k.startswith("estimator.")][:4]
+    for k in gone:
+        del ckpt["state_dict"][k]
+    torch.save(ckpt, tmp_path / "holes.ckpt")
+    with pytest.raises(DataError, match=r"holes\.ckpt: .*lacks 4 of this model's weights, e\.g\."):
+        load_estimator(tmp_path / "holes.ckpt")
+    r = cli("export", f"ckpt_path={tmp_path / 'holes.ckpt'}", "format=torchscript",
+            f"output={tmp_path / 'e.pt'}")  # fmt: skip
+    assert "lacks 4" in one_error_line(r) and not (tmp_path / "e.pt").exists()
+    r = cli("evaluate", f"ckpt_path={tmp_path / 'holes.ckpt'}", "data=synthetic", *TINY[:4],
+            f"hydra.run.dir={tmp_path / 'ev'}")  # fmt: skip
+    assert "lacks 4" in one_error_line(r)
+    r = cli(
+        "train",
+        *TINY,
+        "augment=false",
+        "test=false",
+        "trainer.max_epochs=3",
+        f"ckpt_path={tmp_path / 'holes.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+    )
+    assert "lacks 4" in one_error_line(r)
