@@ -12,11 +12,12 @@ import numpy as np
 import torch
 
 from poseaug_pl import skeleton
+from poseaug_pl.data.poseset import load_npz
 
 
 def bone_templates(root: Path) -> dict[str, list[float]]:
     """Mean bone lengths (metres, PoseAug bone order) of every subject in ``data_3d_h36m.npz``."""
-    pos = np.load(root / "data_3d_h36m.npz", allow_pickle=True)["positions_3d"].item()
+    pos = load_npz(root / "data_3d_h36m.npz", ("positions_3d",))["positions_3d"]  # runs no code
     out = {}
     for s, actions in pos.items():
         x = np.concatenate([skeleton.remap_joints(v, "h36m32") for v in actions.values()])

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .poseset import DataError
+from .safe_pickle import SafeNpz
 
 
 @dataclass
@@ -144,6 +145,8 @@ def read_videopose(path: Path, npz) -> Keypoints:
     try:
         pos = npz["positions_2d"].item()
         meta = npz["metadata"].item() if "metadata" in npz.files else {}
+    except DataError:
+        raise
     except (ValueError, AttributeError) as e:
         raise DataError(
             f"{path}: 'positions_2d' is not VideoPose3D's dict of videos ({e})"
@@ -196,7 +199,7 @@ def read_keypoints(path: str | Path) -> Keypoints:
         if suffix == ".npz":
             if not zipfile.is_zipfile(path):
                 raise DataError(f"{path}: cannot read (not an npz archive)")
-            with np.load(path, allow_pickle=True) as npz:
+            with SafeNpz(path) as npz:  # object arrays: unpickled without running code
                 if "positions_2d" in npz.files:
                     return read_videopose(path, npz)
                 key = "keypoints" if "keypoints" in npz.files else None

@@ -105,20 +105,23 @@ def load_npz(path: str | Path, keys: tuple[str, ...], optional: tuple[str, ...] 
     """Read ``keys`` (required) and ``optional`` keys of an ``.npz`` file into memory.
 
     Arrays are read here, not lazily later, so a damaged archive (bad CRC, truncated, corrupted
-    bytes) fails here with one line. Object arrays (VideoPose3D's dicts) are unpickled and
-    returned as their ``.item()``.
+    bytes) fails here with one line. Object arrays (VideoPose3D's dicts) are unpickled without
+    running code (`poseaug_pl.data.safe_pickle`) and returned as their ``.item()``.
 
     Returns:
         ``{key: array or object}`` for the required keys and the optional keys present.
 
     Raises:
-        DataError: a missing or unreadable file, or a missing required key, in one line.
+        DataError: a missing or unreadable file, a missing required key, or an object array that
+            pickles anything but numpy arrays, dicts, lists, strings and numbers, in one line.
     """
+    from .safe_pickle import SafeNpz  # imports this module
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        with np.load(path, allow_pickle=True) as data:
+        with SafeNpz(path) as data:
             missing = [k for k in keys if k not in data.files]
             if missing:
                 raise DataError(f"{path}: missing key(s) {missing}; found {sorted(data.files)}")
