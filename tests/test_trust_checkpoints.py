@@ -50,6 +50,14 @@ def callable_ckpt(tiny_ckpt, tmp_path, marker):
     return crafted(tiny_ckpt, tmp_path / "evil.ckpt", estimator=payload)
 
 
+def test_the_payload_is_live(marker):
+    """What the loaders below refuse would run: Hydra calls a ``_target_`` (the marker appears)."""
+    import hydra
+
+    hydra.utils.instantiate({"_target_": "os.makedirs", "name": str(marker)})
+    assert marker.exists()
+
+
 # --- the registry -----------------------------------------------------------------------------
 
 
@@ -85,10 +93,13 @@ def test_checkpoints_store_names_not_import_paths(tiny_ckpt):
 
 def test_an_earlier_versions_checkpoint_still_loads(tiny_ckpt, tmp_path):
     hp = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
-    old = {**hp["estimator"], "_target_": "poseaug_pl.models.VideoPose"}
-    del old["name"]
-    path = crafted(tiny_ckpt, tmp_path / "old.ckpt", estimator=old,
-                   augmentor={"_target_": "poseaug_pl.models.Augmentor", "hidden": 32})  # fmt: skip
+
+    def old(role, target):  # the spec as versions before names wrote it
+        return {"_target_": target, **{k: v for k, v in hp[role].items() if k != "name"}}
+
+    path = crafted(tiny_ckpt, tmp_path / "old.ckpt",
+                   estimator=old("estimator", "poseaug_pl.models.VideoPose"),
+                   augmentor=old("augmentor", "poseaug_pl.models.Augmentor"))  # fmt: skip
     x = torch.randn(5, 16, 2) * 0.3
     torch.testing.assert_close(load_estimator(path)(x), load_estimator(tiny_ckpt)(x))
     assert load_module(path).hparams.estimator["name"] == "videopose"
@@ -125,8 +136,9 @@ def test_commands_refuse_a_checkpoint_that_names_a_callable(command, callable_ck
 
 
 def test_lightnings_instantiator_hook_is_never_imported(tiny_ckpt, tmp_path, monkeypatch):
-    """Lightning's own ``load_from_checkpoint`` imports and calls a ``_instantiator`` path
-    stored in the checkpoint; ours refuses the key before anything is imported."""
+    """Lightning's own ``load_from_checkpoint`` would import and call a ``_instantiator`` path
+    stored in the checkpoint (2.6 checks it against an allowlist first); ours refuses every
+    ``_``-prefixed hyper-parameter before anything is imported."""
     marker = tmp_path / "IMPORTED"
     (tmp_path / "payload_mod.py").write_text(f"import os\nos.makedirs({str(marker)!r})\n")
     monkeypatch.syspath_prepend(str(tmp_path))
