@@ -4,9 +4,17 @@
   output (``outside``) and lifts them all the same; `Lifter.lift` warns.
 * ``layout=auto`` refuses a guess it cannot make with confidence (noise), with one ``error:``
   line and exit code 2, and still recognises real Human3.6M-17, COCO and PoseAug-16 keypoints.
+* A configuration Hydra cannot compose (an unknown experiment, recipe or other group option, a
+  misspelt key, an override it cannot parse) ends with one ``error: config: ...`` line naming
+  the group's options or the closest key, and exit code 2; ``--help``, ``--cfg`` and multirun
+  still work.
 """
 
+import os
+import subprocess
+import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -17,6 +25,7 @@ from poseaug_pl import Lifter
 from poseaug_pl.camera import h36m_cameras, image_coordinates, project_to_2d, world_to_camera
 from poseaug_pl.layouts import LayoutError, coco_like, detect_layout, layout_votes
 from poseaug_pl.lifter import OUTSIDE_MARGIN
+from poseaug_pl.utils import CONFIG_DIR
 
 W, H = 1000, 800
 
@@ -157,3 +166,71 @@ def test_auto_layout_still_recognises_real_human36m_coco_and_detections(h36m):
     det = np.load(h36m / "data_2d_h36m_sh_pt_mpii.npz", allow_pickle=True)["positions_2d"].item()
     sh = np.concatenate([c[::100] for a in sorted(det["S9"]) for c in det["S9"][a] if len(c)])
     assert detect_layout(sh.astype(np.float64), np.ones(sh.shape[:2], bool)) == "poseaug16"
+
+
+# --- configurations Hydra cannot compose ------------------------------------------------------
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+#: (command, overrides, what the one line must say)
+CONFIG_ERRORS = [
+    ("train", ["experiment=nope"],
+     f"error: config: unknown experiment 'nope'; available: {', '.join(EXPERIMENTS)}"),
+    ("train", ["experiment=poseaug_h36m_cp"],
+     "unknown experiment 'poseaug_h36m_cp' (did you mean poseaug_h36m_cpu?); available: "),
+    ("train", ["recipe=nope"],
+     "error: config: unknown recipe 'nope'; available: capped, paper, released"),
+    ("train", ["model/estimator=nope"],
+     "unknown model/estimator 'nope'; available: semgcn, simplebaseline, stgcn, videopose"),
+    ("train", ["model.lr.estimatr=1"],
+     "error: config: unknown key model.lr.estimatr (did you mean model.lr.estimator?); to add a "
+     "new key use +model.lr.estimatr=1"),
+    ("train", ["experiment=baseline_synthetic", "modl.lr.estimator=1"],
+     "unknown key modl.lr.estimator (did you mean model?)"),
+    ("train", ["seed"], "error: config: cannot parse the override 'seed': missing EQUAL"),
+    ("train", ["-m", "experiment=nope,baseline_synthetic"], "unknown experiment 'nope'"),
+    ("train", ["--cfg", "job", "recipe=nope"], "unknown recipe 'nope'"),
+    ("train", ["model.estimator=videopose"],
+     "error: config: model.estimator is a config group, not a setting: choose its option with "
+     "model/estimator=videopose"),
+    ("train", ["paths.output_dir=${nope}"],
+     "error: config: cannot resolve an interpolation: Interpolation key 'nope' not found"),
+    ("evaluate", ["ckpt_path=x.ckpt", "data=nope"],
+     "error: config: unknown data 'nope'; available: from_run, h36m, synthetic, synthetic_bench"),
+    ("evaluate", ["ckpt_path=x.ckpt", "save_predictons=true"],
+     "unknown key save_predictons (did you mean save_predictions?)"),
+    ("predict", ["layuot=coco"], "unknown key layuot (did you mean layout?)"),
+    ("export", ["opsett=17"], "unknown key opsett (did you mean opset?)"),
+    ("bench", ["recipe=nope"], "unknown recipe 'nope'"),
+    ("prepare_data", ["data=nope"], "unknown data 'nope'"),
+]  # fmt: skip
+
+
+def test_configurations_hydra_cannot_compose_end_with_one_line_and_exit_2(tmp_path):
+    runs = [(cmd, *args, f"hydra.run.dir={tmp_path / str(i)}", f"hydra.sweep.dir={tmp_path / 'm'}")
+            for i, (cmd, args, _) in enumerate(CONFIG_ERRORS)]  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda run: cli(*run), runs))
+    for (cmd, args, message), r in zip(CONFIG_ERRORS, results):
+        line = one_error_line(r)
+        assert message in line, (cmd, args, line)
+    assert not any(tmp_path.rglob("*.ckpt"))  # nothing ran
+
+
+def test_help_cfg_and_multirun_still_work(tmp_path):
+    help_ = cli("train", "--help")
+    assert help_.returncode == 0 and "recipe: capped, paper, released" in help_.stdout
+    cfg = cli("train", "--cfg", "job", "recipe=capped", "experiment=baseline_synthetic")
+    assert cfg.returncode == 0 and "recipe: capped" in cfg.stdout, cfg.stderr[-2000:]
+    sweep = cli("prepare_data", "-m", "data.frames=10,12", "data.train_sequences=4",
+                "data.test_sequences=2", "data.wild_sequences=2",
+                f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    assert sweep.stdout.count("\ntrain ") == 2
+
+
+def test_hydra_full_error_keeps_hydras_own_report():
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    r = subprocess.run([sys.executable, "-m", "poseaug_pl.train", "recipe=nope"],
+                       capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert r.returncode == 1 and "Available options in 'recipe'" in r.stderr
