@@ -142,7 +142,7 @@ def test_predict_writes_the_documented_arrays_for_an_npy_array(ckpt, poses16, tm
     assert "filled   1 joints" in r.stdout and "dropped  0 poses" in r.stdout
     out = np.load(tmp_path / "out.npz")
     assert set(out.files) == {"pose3d", "pose2d", "valid", "frame", "track", "image_id",
-                              "joint_names"}  # fmt: skip
+                              "joint_names", "outside"}  # fmt: skip
     assert out["pose3d"].shape == (40, 16, 3) and out["pose3d"].dtype == np.float32
     assert out["valid"].all() and (out["frame"] == np.arange(40)).all()
     np.testing.assert_array_equal(out["pose3d"][:, 0], 0.0)  # root-relative

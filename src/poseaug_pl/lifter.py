@@ -12,6 +12,7 @@ root-relative camera-frame joints in metres (x right, y down, z away from the ca
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,13 @@ from .data.poseset import DataError
 from .layouts import LayoutError, check_layout, detect_layout, fill_from_track, to_poseaug16
 from .skeleton import NUM_JOINTS, flip_average
 
+#: A keypoint lies *outside* the image when it is present (score at least ``min_score``) and
+#: more than this share of the image's larger side beyond an edge: ``x < -m``, ``x > w + m``,
+#: ``y < -m`` or ``y > h + m`` with ``m = OUTSIDE_MARGIN * max(w, h)``. Detectors place joints a
+#: little past the frame (a cut-off foot); far beyond it the keypoints are in other units or the
+#: image size is wrong, and the estimator, trained on people inside the frame, extrapolates.
+OUTSIDE_MARGIN = 0.1
+
 
 @dataclass
 class Prepared:
@@ -35,12 +43,26 @@ class Prepared:
         valid: (N,) bool: every joint present (given or filled).
         layout: the layout the input was read as.
         filled: joints filled from neighbouring frames of their track.
+        outside: (N,) bool: the pose has a keypoint outside the image (`OUTSIDE_MARGIN`). Such
+            poses are still lifted where valid; their 3D is an extrapolation.
+        outside_points: how many given keypoints (in the input's layout) lie outside the image.
     """
 
     pose2d: np.ndarray
     valid: np.ndarray
     layout: str
     filled: int
+    outside: np.ndarray
+    outside_points: int
+
+    def outside_warning(self) -> str | None:
+        """One line about the poses with keypoints outside the image, or None if there are none."""
+        if not self.outside.any():
+            return None
+        return (f"{int(self.outside.sum())} of {len(self.outside)} poses have keypoints outside "
+                f"the image ({self.outside_points} keypoints more than {OUTSIDE_MARGIN:.0%} of its "
+                "larger side past an edge): lifted, but their 3D is unreliable; check the image "
+                "size and that the keypoints are pixels")  # fmt: skip
 
 
 def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: bool = True,
@@ -57,7 +79,9 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
         require_valid: raise if no pose can be completed (else return them all invalid).
 
     Raises:
-        DataError: no image size, a layout that does not fit, or no pose left to lift.
+        DataError: no image size, a layout that does not fit (or, with ``auto``, none that can
+            be told with confidence: `poseaug_pl.layouts.detect_layout`), or no pose left to
+            lift.
     """
     present = (kp.score >= min_score) & (kp.score > 0)  # a score of 0 is a missing point
     try:
@@ -75,6 +99,8 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
         size[unknown] = np.asarray(image_size, dtype=np.float64)
     if (size <= 0).any():
         raise DataError("image width and height must be positive")
+    margin = OUTSIDE_MARGIN * size.max(1)[:, None, None]
+    beyond = present & ((kp.xy < -margin) | (kp.xy > size[:, None, :] + margin)).any(-1)
     if not present.any():
         raise DataError(f"no keypoint has a score of at least min_score={min_score}")
     xy16, ok16 = to_poseaug16(kp.xy, present, layout)
@@ -90,7 +116,8 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
     norm = normalize_screen_coordinates(
         torch.from_numpy(xy16), torch.from_numpy(size[:, 0:1]), torch.from_numpy(size[:, 1:2])
     ).numpy()
-    return Prepared(norm.astype(np.float32), valid, layout, int((have & ~ok16).sum()))
+    return Prepared(norm.astype(np.float32), valid, layout, int((have & ~ok16).sum()),
+                    beyond.any(1), int(beyond.sum()))  # fmt: skip
 
 
 def load_estimator(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -172,11 +199,16 @@ class Lifter:
 
         Returns:
             (N, 16, 3) float32 root-relative camera-frame joints in metres (PoseAug's order).
+
+        Warns (``UserWarning``, one line) when keypoints lie outside the image
+        (`OUTSIDE_MARGIN`); those poses are lifted all the same.
         """
         if on_invalid not in ("raise", "nan"):
             raise ValueError(f"on_invalid must be 'raise' or 'nan', got {on_invalid!r}")
         prep = prepare(from_array(keypoints), layout, min_score, fill, image_size,
                        require_valid=on_invalid == "raise")  # fmt: skip
+        if (message := prep.outside_warning()) is not None:
+            warnings.warn(message, UserWarning, stacklevel=2)
         if on_invalid == "raise" and not prep.valid.all():
             raise DataError(
                 f"{int((~prep.valid).sum())} of {len(prep.valid)} poses miss joints "

@@ -8,9 +8,15 @@ checkpoint's estimator (`poseaug_pl.lifter.Lifter`) and writes ``OUT.npz``:
 * ``pose3d`` (N, 16, 3) float32 root-relative camera-frame metres (NaN where ``valid`` is false);
 * ``pose2d`` (N, 16, 2) float32 the normalised 2D input actually used (NaN where not valid);
 * ``valid`` (N,) bool; ``frame`` (N,) int64; ``track`` (N,) str (video name, ``""`` for lone
-  images); ``image_id`` (N,) int64 (COCO image id, -1 elsewhere); ``joint_names`` (16,) str.
+  images); ``image_id`` (N,) int64 (COCO image id, -1 elsewhere); ``joint_names`` (16,) str;
+* ``outside`` (N,) bool: the pose has a keypoint (score at least ``min_score``) more than 10% of
+  the image's larger side beyond an edge of its image (`poseaug_pl.lifter.OUTSIDE_MARGIN`).
+  Such poses are lifted all the same (``valid`` does not change) but their 3D is an
+  extrapolation; the summary says how many poses and keypoints with one ``warning`` line.
 
-Bad input ends with one ``error:`` line, exit code 2 and no output file.
+``layout=auto`` takes the file's own layout, else guesses it from the joint count and geometry
+only with confidence (`poseaug_pl.layouts.detect_layout`): keypoints that look like no layout
+(noise) are refused. Bad input ends with one ``error:`` line, exit code 2 and no output file.
 """
 
 from __future__ import annotations
@@ -75,10 +81,12 @@ def predict(cfg: DictConfig) -> dict:
     names = np.array([kp.tracks[t] if t >= 0 else "" for t in kp.track])
     with atomic_output(cfg.output) as tmp:
         np.savez(tmp, pose3d=pose3d, pose2d=pose2d, valid=prep.valid, frame=kp.frame,
-                 track=names, image_id=kp.image_id, joint_names=np.array(JOINT_NAMES))  # fmt: skip
+                 track=names, image_id=kp.image_id, joint_names=np.array(JOINT_NAMES),
+                 outside=prep.outside)  # fmt: skip
     n_valid = int(prep.valid.sum())
     summary = {"poses": len(kp), "lifted": n_valid, "dropped": len(kp) - n_valid,
-               "filled_joints": prep.filled, "seconds": lifter.last_seconds,
+               "filled_joints": prep.filled, "outside_poses": int(prep.outside.sum()),
+               "outside_points": prep.outside_points, "seconds": lifter.last_seconds,
                "poses_per_second": n_valid / max(lifter.last_seconds, 1e-9)}  # fmt: skip
     print(f"input    {cfg.input} ({kp.kind}, {len(kp)} poses, layout {prep.layout})")
     print(f"lifted   {n_valid} poses in {lifter.last_seconds:.2f} s "
@@ -87,8 +95,10 @@ def predict(cfg: DictConfig) -> dict:
     print(f"filled   {prep.filled} joints from neighbouring frames of their track")
     print(f"dropped  {summary['dropped']} poses with joints below min_score={cfg.min_score} that "
           "could not be filled (valid=false, NaN rows)")  # fmt: skip
+    if (warning := prep.outside_warning()) is not None:
+        print(f"warning  {warning} (outside=true in the output)")
     print(f"output   {cfg.output}: pose3d (N,16,3) root-relative metres, pose2d, valid, frame, "
-          "track, image_id")  # fmt: skip
+          "track, image_id, outside")  # fmt: skip
     _draw(cfg, pose2d, pose3d, prep.valid, kp.track)
     return summary
 
