@@ -11,7 +11,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
-from .config import ConfigError, TrainingDiverged
+from .config import ConfigError, TrainingDiverged, WriteFailed
 from .data import DataError
 from .utils import CONFIG_DIR
 
@@ -42,17 +42,22 @@ def entry_point(config_name: str, task):
 
     `DataError`, `ConfigError`, a missing mandatory setting and a ``ValueError`` raised by a
     constructor Hydra instantiates end the program with one ``error: <message>`` line on stderr
-    and exit code 2; other exceptions keep their traceback.
+    and exit code 2; `TrainingDiverged` and `WriteFailed` (an output file that could not be
+    written: disk full, read-only folder) with one line and exit code 1; other exceptions keep
+    their traceback.
     """
 
     @functools.wraps(task)
     def guarded(cfg):
         quiet_third_party()
+        # a log file that can no longer be written (disk full) must not print a traceback per
+        # record: the write that fails next ends the run with its one error: line
+        logging.raiseExceptions = False
         try:
             return task(cfg)
         except (DataError, ConfigError) as e:
             fail(e)
-        except TrainingDiverged as e:  # not bad input: exit 1, still one line
+        except (TrainingDiverged, WriteFailed) as e:  # not bad input: exit 1, still one line
             fail(e, code=1)
         except MissingMandatoryValue as e:
             fail(f"config: {e.full_key} is required: add {e.full_key}=...")

@@ -10,7 +10,9 @@ checkpoint's estimator (`poseaug_pl.lifter.Lifter`) and writes ``OUT.npz``:
 * ``valid`` (N,) bool; ``frame`` (N,) int64; ``track`` (N,) str (video name, ``""`` for lone
   images); ``image_id`` (N,) int64 (COCO image id, -1 elsewhere); ``joint_names`` (16,) str.
 
-Bad input ends with one ``error:`` line, exit code 2 and no output file.
+Bad input ends with one ``error:`` line, exit code 2 and no output file; an output file that
+cannot be written (read-only folder, disk full) with one ``error:`` line and exit code 1, every
+file written so far complete (each one atomically), the one that failed absent or unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .data.keypoints import read_keypoints
 from .layouts import LAYOUTS
 from .lifter import Lifter, load_estimator, prepare
 from .skeleton import JOINT_NAMES
-from .utils import atomic_output
+from .utils import atomic_output, check_writable
 
 
 def check(cfg: DictConfig) -> None:
@@ -59,6 +61,9 @@ def check(cfg: DictConfig) -> None:
 
         if not animation.writers.is_available("ffmpeg"):
             raise ConfigError("config: an .mp4 animation needs ffmpeg on the PATH; use .gif")
+    for key in ("output", "figure", "animation"):  # every named file, before any is written
+        if cfg.get(key):
+            check_writable(cfg[key])
 
 
 def predict(cfg: DictConfig) -> dict:
