@@ -213,7 +213,7 @@ def _cached_build(path3d: Path, path2d: Path | None, keypoints: str, cache_dir) 
         torch.save(data, tmp)
         os.replace(tmp, cache)
         log.info("Human3.6M cache written: %s", cache)
-    except (OSError, RuntimeError) as e:  # (torch.save to a path: a full disk is a RuntimeError)
+    except OSError as e:
         log.warning("could not write the Human3.6M cache %s (%s); continuing without it", cache, e)
     finally:
         tmp.unlink(missing_ok=True)
