@@ -54,8 +54,8 @@ class RunCheckpoint(ModelCheckpoint):
                 return ""
             new = here / Path(path).name
             if Path(path).is_file() and not new.exists():
-                here.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, new)
+                with atomic_output(new) as tmp:  # a full disk leaves no truncated copy
+                    shutil.copy2(path, tmp)
             return str(new) if new.exists() else ""
 
         best = {m: v for p, v in state.get("best_k_models", {}).items() if (m := moved(p))}
