@@ -178,12 +178,17 @@ def _in_namespace(script: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)  # fmt: skip
 
 
+def _q(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
 def _command(module: str, *args) -> str:
     return shlex.join([sys.executable, "-m", f"poseaug_pl.{module}", *map(str, args)])
 
 
-def _pages(folder: Path, page: int = 4096) -> int:
+def _pages(folder: Path) -> int:
     """Bytes a tmpfs needs for the files under ``folder`` (whole pages per file)."""
+    page = os.sysconf("SC_PAGE_SIZE")
     return sum(-(-p.stat().st_size // page) * page for p in folder.rglob("*") if p.is_file())
 
 
@@ -202,17 +207,21 @@ def test_a_full_disk_during_training_leaves_every_checkpoint_loadable(tmp_path):
     saved.mkdir()
     train = _command("train", *BASELINE, "trainer.max_epochs=3", f"hydra.run.dir={run}")
     r = _in_namespace(
-        f"mount -t tmpfs -o size={size_k}k tmpfs {run} || exit 99\n"
-        f"{train} >{tmp_path / 'out.txt'} 2>{tmp_path / 'err.txt'}; rc=$?\n"
-        f"cp -a {run}/. {saved}/ && exit $rc"
+        f"mount -t tmpfs -o size={size_k}k tmpfs {_q(run)} || exit 99\n"
+        f"{train} >{_q(tmp_path / 'out.txt')} 2>{_q(tmp_path / 'err.txt')}; rc=$?\n"
+        f"cp -a {_q(run)}/. {_q(saved)}/ && exit $rc"
     )
-    assert r.returncode != 99, r.stderr
+    if r.returncode == 99:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()[:200]}")
     err = (tmp_path / "err.txt").read_text()
     assert r.returncode == 1, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     (line,) = _errors(err)
-    assert re.fullmatch(rf"error: cannot write {run}/checkpoints/(best|last)\.ckpt: No space left "
-                        "on device; the previous file is unchanged", line), line  # fmt: skip
+    written = rf"{re.escape(str(run))}/checkpoints/(best|last)\.ckpt"
+    expected = (
+        rf"error: cannot write {written}: No space left on device; the previous file is unchanged"
+    )
+    assert re.fullmatch(expected, line), line
     ckpts = sorted((saved / "checkpoints").glob("*.ckpt"))
     assert [p.name for p in ckpts] == ["best.ckpt", "last.ckpt"]
     for p in ckpts:  # every checkpoint left loads, and holds the good first epoch
@@ -231,10 +240,11 @@ def _read_only_run(tmp_path: Path, command: str) -> tuple[subprocess.CompletedPr
     ro.mkdir(exist_ok=True)
     listing = tmp_path / "listing.txt"
     r = _in_namespace(
-        f"mount -t tmpfs -o size=1m tmpfs {ro} && mount -o remount,ro {ro} || exit 99\n"
-        f"{command}; rc=$?\nfind {ro} -mindepth 1 >{listing}; exit $rc"
+        f"mount -t tmpfs -o size=1m tmpfs {_q(ro)} && mount -o remount,ro {_q(ro)} || exit 99\n"
+        f"{command}; rc=$?\nfind {_q(ro)} -mindepth 1 >{_q(listing)}; exit $rc"
     )
-    assert r.returncode != 99, r.stderr
+    if r.returncode == 99:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()[:200]}")
     return r, listing.read_text().split()
 
 
