@@ -7,6 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
+# (the demo's runs go to fixed folders: overwrite=true replaces an earlier demo's runs there)
 # Estimator budget of `make demo` (>= 2): the control trains 2 x DEMO_EPOCHS epochs on real
 # pairs; Variant A and PoseAug make as many estimator passes: DEMO_EPOCHS - 1 epochs of the
 # released phases (an augmented and a real pass each), then 2 real-data finish epochs.
@@ -31,15 +32,15 @@ install: $(STAMP) ## create .venv (if missing) and install the package with the 
 demo: install ## the real-data protocol at synthetic size: baseline, augmentor pretraining, control / Variant A / PoseAug
 	@test $(DEMO_EPOCHS) -ge 2 2>/dev/null || { echo "error: DEMO_EPOCHS must be an integer >= 2 (one augmented epoch before the 2 real-data finish epochs), got '$(DEMO_EPOCHS)'"; exit 2; }
 	@echo "== make demo: about 9 minutes on 2 CPU cores (DEMO_EPOCHS=$(DEMO_EPOCHS): control $(DEMO_CONTROL_EPOCHS) epochs, Variant A and PoseAug $(DEMO_AUG_EPOCHS))"
-	$(PY) -m poseaug_pl.train experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/baseline \
+	$(PY) -m poseaug_pl.train overwrite=true experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/baseline \
 		test_ckpt=last
-	$(PY) -m poseaug_pl.train experiment=augmentor_synthetic hydra.run.dir=$(DEMO_DIR)/augmentor
-	$(PY) -m poseaug_pl.train experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/control \
+	$(PY) -m poseaug_pl.train overwrite=true experiment=augmentor_synthetic hydra.run.dir=$(DEMO_DIR)/augmentor
+	$(PY) -m poseaug_pl.train overwrite=true experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/control \
 		experiment_name=control_synthetic $(DEMO_BASE) trainer.max_epochs=$(DEMO_CONTROL_EPOCHS) \
 		test_ckpt=last
-	$(PY) -m poseaug_pl.train experiment=variant_a_synthetic hydra.run.dir=$(DEMO_DIR)/variant_a \
+	$(PY) -m poseaug_pl.train overwrite=true experiment=variant_a_synthetic hydra.run.dir=$(DEMO_DIR)/variant_a \
 		$(DEMO_BASE) $(DEMO_AUG) test_ckpt=last
-	$(PY) -m poseaug_pl.train experiment=poseaug_synthetic hydra.run.dir=$(DEMO_DIR)/poseaug \
+	$(PY) -m poseaug_pl.train overwrite=true experiment=poseaug_synthetic hydra.run.dir=$(DEMO_DIR)/poseaug \
 		$(DEMO_BASE) $(DEMO_AUG) test_ckpt=last
 	@echo "\n== demo: control (real pairs only) vs Variant A vs PoseAug, equal estimator updates,"
 	@echo "   each at its last epoch. synthetic = in-domain test set, synthetic_wild = shifted domain."

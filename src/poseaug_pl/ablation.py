@@ -15,6 +15,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from .config import WriteFailed
 from .utils import format_table, write_text_atomic
 
 #: Runs of the ablation, in table order.
@@ -91,8 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     for note in partial_sets(found):
         print(f"warning: {note}", file=sys.stderr)
     out = Path(args.out)
-    write_text_atomic(out / "summary.json", json.dumps(mean, indent=2))
-    write_text_atomic(out / "summary_std.json", json.dumps(std, indent=2))
+    try:
+        write_text_atomic(out / "summary.json", json.dumps(mean, indent=2))
+        write_text_atomic(out / "summary_std.json", json.dumps(std, indent=2))
+    except WriteFailed as e:  # disk full, read-only folder: one line, exit 1
+        raise SystemExit(f"error: {e}") from None
     counts = {r: len(v) for r, v in found.items()}
     print("MPJPE (mm), mean +- std over seeds, (ratio to control); each run at its last epoch:")
     print(format_table(table_rows(mean, std, counts)))

@@ -159,6 +159,7 @@ def _time_fit(cfg: DictConfig, model, dm, warmup: int, steps: int) -> tuple[floa
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # the timed window is shorter than the logging interval on purpose: say nothing about it
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        # (writes no checkpoint, and its CSV log goes to a temporary folder: no CheckpointIO)
         trainer = hydra.utils.instantiate(
             cfg.trainer, max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0,
             num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,

@@ -167,7 +167,6 @@ class RankConsistency(L.Callback):
             gathered = trainer.strategy.all_gather(flat)  # (world, P)
             report[name] = float((gathered - gathered[:1]).abs().max())
         if trainer.is_global_zero:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.path, json.dumps({"world_size": trainer.world_size, **report}))
             if any(report.values()):
                 log.warning("parameters differ across ranks: %s", report)
@@ -213,6 +212,7 @@ class PlausibilityReport(L.Callback):
         last_batch = max(0, logged_step(trainer) - 1)  # the epoch it describes ends there
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=last_batch)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps({"epoch": epoch, "step": pl_module.augmentor_steps, **stats}) + "\n")
+        # appended by rewriting the file atomically: a full disk never truncates earlier epochs
+        record = json.dumps({"epoch": epoch, "step": pl_module.augmentor_steps, **stats}) + "\n"
+        earlier = self.path.read_text() if self.path.is_file() else ""
+        write_text_atomic(self.path, earlier + record)

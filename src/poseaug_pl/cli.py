@@ -21,7 +21,7 @@ from hydra.errors import (
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from .config import ConfigError, TrainingDiverged
+from .config import ConfigError, TrainingDiverged, WriteFailed
 from .data import DataError
 from .utils import CONFIG_DIR
 
@@ -182,22 +182,27 @@ def entry_point(config_name: str, task):
 
     `DataError`, `ConfigError`, a missing mandatory setting and a ``ValueError`` raised by a
     constructor Hydra instantiates end the program with one ``error: <message>`` line on stderr
-    and exit code 2; other exceptions keep their traceback. So do an interpolation that cannot
-    be resolved, a config group set like a key (`check_group_overrides`) and a configuration
-    Hydra cannot compose from the command line (`one_line_composition_errors`): an unknown
-    experiment, recipe or other group option (the line lists the options), an unknown key (the
-    line names the nearest one), an override that does not parse.
+    and exit code 2; `TrainingDiverged` and `WriteFailed` (an output file that could not be
+    written: disk full, read-only folder) with one line and exit code 1; other exceptions keep
+    their traceback. So do an interpolation that cannot be resolved, a config group set like a
+    key (`check_group_overrides`) and a configuration Hydra cannot compose from the command line
+    (`one_line_composition_errors`): an unknown experiment, recipe or other group option (the
+    line lists the options), an unknown key (the line names the nearest one), an override that
+    does not parse.
     """
 
     @functools.wraps(task)
     def guarded(cfg):
         quiet_third_party()
+        # a log file that can no longer be written (disk full) must not print a traceback per
+        # record: the write that fails next ends the run with its one error: line
+        logging.raiseExceptions = False
         try:
             check_group_overrides()
             return task(cfg)
         except (DataError, ConfigError) as e:
             fail(e)
-        except TrainingDiverged as e:  # not bad input: exit 1, still one line
+        except (TrainingDiverged, WriteFailed) as e:  # not bad input: exit 1, still one line
             fail(e, code=1)
         except MissingMandatoryValue as e:
             fail(f"config: {e.full_key} is required: add {e.full_key}=...")

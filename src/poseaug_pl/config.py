@@ -20,6 +20,15 @@ class TrainingDiverged(RuntimeError):
     """A loss or weight became NaN/inf during training; the message names the network and step."""
 
 
+class WriteFailed(RuntimeError):
+    """An output file could not be written (disk full, read-only folder, no permission).
+
+    Raised by `utils.atomic_output` and the checkpoint plugin (`checkpoint_io`) after the
+    partial file is removed; the previous file of that name, if any, is unchanged. The message
+    (one line) names the file and the reason. The command line ends with it and exit code 1.
+    """
+
+
 def _get(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
 

@@ -22,10 +22,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import tracking
+from .checkpoint_io import AtomicCheckpointIO
 from .ckpt import load_module, read_checkpoint
 from .cli import entry_point
 from .config import ConfigError, validate
 from .data import build_datamodule
+from .runfolder import make_folder
 from .train import metrics_table, output_dir, write_metrics
 from .utils import atomic_output
 
@@ -155,10 +157,10 @@ def evaluate(cfg: DictConfig) -> dict:
     dm.check()
     model = load_module(ckpt)
     model.save_predictions = bool(cfg.save_predictions)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
+                                      plugins=[AtomicCheckpointIO()])  # fmt: skip
+    out = make_folder(output_dir(cfg))  # (before the test: a read-only folder fails at once)
     trainer.test(model, datamodule=dm, verbose=False)
-    out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     metrics = write_metrics(model.test_results, out / "metrics.json")
     if cfg.save_predictions:
         for name, parts in model.predictions.items():

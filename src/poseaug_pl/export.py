@@ -20,7 +20,7 @@ from .cli import entry_point
 from .config import ConfigError
 from .lifter import load_estimator
 from .skeleton import NUM_JOINTS
-from .utils import atomic_output
+from .utils import atomic_output, check_writable
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -48,7 +48,8 @@ def export_torchscript(estimator: torch.nn.Module, path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(estimator, torch.zeros(2, NUM_JOINTS, 2))
-    traced.save(str(path))
+    with open(path, "wb") as f:  # a file object: a full disk surfaces as an OSError
+        torch.jit.save(traced, f)
 
 
 def export(cfg: DictConfig) -> str:
@@ -58,6 +59,7 @@ def export(cfg: DictConfig) -> str:
     output = str(cfg.output) if cfg.output else None
     if not output:
         raise ConfigError("config: output=PATH is required")
+    check_writable(output)  # before the export's work: a read-only folder fails at once
     estimator = load_estimator(cfg.ckpt_path, "cpu")
     with atomic_output(output) as tmp:
         if cfg.format == "onnx":

@@ -16,7 +16,10 @@ checkpoint's estimator (`poseaug_pl.lifter.Lifter`) and writes ``OUT.npz``:
 
 ``layout=auto`` takes the file's own layout, else guesses it from the joint count and geometry
 only with confidence (`poseaug_pl.layouts.detect_layout`): keypoints that look like no layout
-(noise) are refused. Bad input ends with one ``error:`` line, exit code 2 and no output file.
+(noise) are refused. Bad input ends with one ``error:`` line, exit code 2 and no output file; an
+output file that cannot be written (read-only folder, disk full) with one ``error:`` line and
+exit code 1, every file written so far complete (each one atomically), the one that failed
+absent or unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .data.keypoints import read_keypoints
 from .layouts import LAYOUTS
 from .lifter import Lifter, load_estimator, prepare
 from .skeleton import JOINT_NAMES
-from .utils import atomic_output
+from .utils import atomic_output, check_writable
 
 
 def check(cfg: DictConfig) -> None:
@@ -65,6 +68,9 @@ def check(cfg: DictConfig) -> None:
 
         if not animation.writers.is_available("ffmpeg"):
             raise ConfigError("config: an .mp4 animation needs ffmpeg on the PATH; use .gif")
+    for key in ("output", "figure", "animation"):  # every named file, before any is written
+        if cfg.get(key):
+            check_writable(cfg[key])
 
 
 def predict(cfg: DictConfig) -> dict:

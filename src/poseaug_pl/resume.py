@@ -5,7 +5,10 @@
   the score, so ``best.ckpt`` and ``metrics.json`` match the uninterrupted run.
 * `AppendingCSVLogger`: Lightning's CSV logger deletes an existing ``metrics.csv``; this one
   appends to it and drops the rows a killed process logged after its last checkpoint (they are
-  logged again by the resumed run).
+  logged again by the resumed run). It writes ``metrics.csv`` and ``hparams.yaml`` atomically
+  (the whole file through a temporary file and a rename), so a full disk leaves the previous
+  file intact. (A second, unrelated run never appends here: ``train`` refuses a folder holding
+  a finished run, `runfolder.check_new_run`.)
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from .config import WriteFailed
+from .utils import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +54,8 @@ class RunCheckpoint(ModelCheckpoint):
                 return ""
             new = here / Path(path).name
             if Path(path).is_file() and not new.exists():
-                here.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, new)
+                with atomic_output(new) as tmp:  # a full disk leaves no truncated copy
+                    shutil.copy2(path, tmp)
             return str(new) if new.exists() else ""
 
         best = {m: v for p, v in state.get("best_k_models", {}).items() if (m := moved(p))}
@@ -66,23 +73,47 @@ class RunCheckpoint(ModelCheckpoint):
 
 
 class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, appending to an existing ``metrics.csv`` and rewriting every file
+    it writes in one atomic step (`utils.atomic_output`) instead of appending in place."""
+
     def _check_log_dir_exists(self) -> None:  # keep the file, take over its columns
         if self._fs.isfile(self.metrics_file_path):
             with self._fs.open(self.metrics_file_path, "r", newline="") as f:
                 self.metrics_keys = list(next(csv.reader(f), []))
 
+    def _rows(self) -> list[dict]:
+        if not os.path.isfile(self.metrics_file_path):
+            return []
+        with open(self.metrics_file_path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _write_rows(self, rows: list[dict]) -> None:
+        with atomic_output(self.metrics_file_path) as tmp, tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def save(self) -> None:
+        """Write the recorded rows after the file's (the whole file, atomically; the columns
+        grow as new metrics appear, like Lightning's writer)."""
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        self._write_rows(self._rows() + self.metrics)
+        self.metrics = []
+
+    def log_hparams(self, params: dict) -> None:
+        """Record hyperparameters and write ``hparams.yaml`` atomically."""
+        self.hparams.update(params)
+        with atomic_output(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)) as tmp:
+            save_hparams_to_yaml(tmp, self.hparams)
+
     def drop_rows_after(self, step: int) -> int:
         """Remove rows logged at a step after ``step``; returns how many were removed."""
-        if not self._fs.isfile(self.metrics_file_path):
-            return 0
-        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = self._rows()
         keep = [r for r in rows if not r.get("step") or int(float(r["step"])) <= step]
         if len(keep) < len(rows):
-            with self._fs.open(self.metrics_file_path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
-                writer.writeheader()
-                writer.writerows(keep)
+            self._write_rows(keep)
         return len(rows) - len(keep)
 
 
@@ -96,6 +127,16 @@ class AppendingCSVLogger(CSVLogger):
             os.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+    def finalize(self, status: str) -> None:
+        """Write the remaining rows; after a failure (``status="failed"``) a log that cannot be
+        written only warns, so the error that ended the run is the one reported."""
+        try:
+            super().finalize(status)
+        except WriteFailed as e:
+            if status != "failed":
+                raise
+            log.warning("the CSV log could not be saved: %s", e)
 
 
 class TrimResumedLogs(L.Callback):

@@ -91,4 +91,4 @@ class SweepSummary(Callback):
         try:
             write_summary(config.hydra.sweep.dir)
         except Exception as e:  # a summary must never turn a finished sweep into a failure
-            log.warning("sweep summary failed: %s", e)
+            log.warning("sweep summary failed: %s", e)  # (WriteFailed too: the jobs' files stay)

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from . import tracking
+from . import runfolder, tracking
+from .checkpoint_io import AtomicCheckpointIO
 from .ckpt import check_fits, read_checkpoint
 from .cli import entry_point
 from .config import validate
@@ -48,11 +50,13 @@ def build_model(cfg: DictConfig) -> L.LightningModule:
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks=()) -> L.Trainer:
-    """Instantiate the Trainer with the configured callbacks and loggers."""
+    """Instantiate the Trainer with the configured callbacks and loggers; checkpoints are
+    written atomically and loaded ``weights_only`` (`checkpoint_io.AtomicCheckpointIO`)."""
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     return hydra.utils.instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks],
-                                   logger=loggers or False)  # fmt: skip
+                                   logger=loggers or False,
+                                   plugins=[AtomicCheckpointIO()])  # fmt: skip
 
 
 def plain_metrics(results: dict) -> dict:
@@ -137,6 +141,24 @@ def check_checkpoints(cfg: DictConfig) -> None:
             read_checkpoint(path, key)
 
 
+def prepare_run_folder(cfg: DictConfig) -> Path:
+    """The run folder, created and checked before anything is written into it.
+
+    A folder that holds a run (``checkpoints/*.ckpt`` or ``metrics.json``) is refused unless
+    ``ckpt_path=`` resumes one of its checkpoints or ``overwrite=true`` is set; with overwrite,
+    the old run's outputs are removed (rank zero) before training (`runfolder.clear_run`).
+
+    Raises:
+        ConfigError: a finished run would be overwritten (`runfolder.check_new_run`).
+        WriteFailed: the folder cannot be created or written.
+    """
+    out = output_dir(cfg)
+    old = runfolder.check_new_run(out, cfg.get("ckpt_path"), bool(cfg.get("overwrite", False)))
+    if old and rank_zero_only.rank == 0:  # (DDP: the other ranks start after this has run)
+        runfolder.clear_run(out)
+    return runfolder.make_folder(out)
+
+
 def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     """Train and (with ``cfg.test``) evaluate; return the metrics dict (empty without test).
 
@@ -144,8 +166,7 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     """
     validate(cfg)
     check_checkpoints(cfg)
-    out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_folder(cfg)
     commit = tracking.git_commit()
     write_text_atomic(
         out / "config_resolved.yaml",

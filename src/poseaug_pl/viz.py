@@ -97,9 +97,9 @@ def pose_grid(pose3d, pose2d, titles=None, cols: int = 6):
 
 
 def save_figure_keep(fig, path: str | Path) -> Path:
-    """Save ``fig`` as PNG (parent folders created) and keep it open."""
+    """Save ``fig`` as PNG (parent folders created) and keep it open; written atomically
+    (`utils.atomic_output`: a failed write raises `config.WriteFailed`, the old file kept)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=90)
     return path
@@ -253,6 +253,8 @@ def lift_animation(pose2d, pose3d, path: str | Path, fps: int = 10) -> Path:
 
     anim = animation.FuncAnimation(fig, frame, frames=len(pose2d))
     path.parent.mkdir(parents=True, exist_ok=True)
+    # (written in place: the writer is given a path; callers pass `utils.atomic_output`'s
+    # temporary file, as predict does)
     try:
         anim.save(path, writer=writer)
     finally:
