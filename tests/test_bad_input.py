@@ -115,9 +115,8 @@ def test_not_an_npz(tmp_path):
 def test_interrupted_cache_write_leaves_nothing_behind(tmp_path, monkeypatch):
     root, cache = write_h36m(tmp_path / "h"), tmp_path / "cache"
 
-    def broken_save(obj, path):
-        with open(path, "wb") as f:
-            f.write(b"partial")
+    def broken_save(obj, f):
+        f.write(b"partial")
         raise RuntimeError("disk went away")
 
     monkeypatch.setattr(h36m_module.torch, "save", broken_save)
@@ -131,6 +130,22 @@ def test_unwritable_cache_still_loads(tmp_path, monkeypatch):
 
     def full_disk(obj, path):
         raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h36m_module.torch, "save", full_disk)
+    assert len(load_h36m(root, subjects=["S1"], cache_dir=cache)) == 2 * 4 * 12
+    assert list(cache.iterdir()) == []
+
+
+def test_a_full_disk_under_torch_save_still_loads_without_the_cache(tmp_path, monkeypatch):
+    """torch.save reports a full disk as a RuntimeError raised while handling the OSError."""
+    root, cache = write_h36m(tmp_path / "h"), tmp_path / "cache"
+
+    def full_disk(obj, f):
+        f.write(b"partial")
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("PytorchStreamWriter failed writing file data") from None
 
     monkeypatch.setattr(h36m_module.torch, "save", full_disk)
     assert len(load_h36m(root, subjects=["S1"], cache_dir=cache)) == 2 * 4 * 12

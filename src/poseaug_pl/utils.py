@@ -22,7 +22,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line, "  ".join("-" * w for w in width), *body])
 
 
-def _os_error(exc: BaseException) -> OSError | None:
+def os_error_behind(exc: BaseException) -> OSError | None:
     """The `OSError` behind ``exc``: itself, or one in its cause/context chain (``torch.save``
     to a file object reports a full disk as a ``RuntimeError`` raised while handling it)."""
     seen = set()
@@ -38,7 +38,7 @@ def write_failed(path: str | Path, error: BaseException, existed: bool | None = 
     """The `config.WriteFailed` for ``path`` (one line: the file, the reason, what is left)."""
     from .config import WriteFailed  # (lazy: keeps this module free of the package's imports)
 
-    os_error = _os_error(error) or error
+    os_error = os_error_behind(error) or error
     reason = getattr(os_error, "strerror", None) or str(os_error) or type(os_error).__name__
     left = {None: "", True: "; the previous file is unchanged", False: "; nothing was written"}
     return WriteFailed(f"cannot write {path}: {reason}{left[existed]}")
@@ -85,7 +85,7 @@ def atomic_output(path: str | Path):
     except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if isinstance(e, Exception) and not _is_write_failed(e) and _os_error(e) is not None:
+        if isinstance(e, Exception) and not _is_write_failed(e) and os_error_behind(e) is not None:
             raise write_failed(path, e, existed) from e
         raise
     with contextlib.suppress(OSError):  # the rename itself is durable once the folder is synced

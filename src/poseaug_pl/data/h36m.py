@@ -36,6 +36,7 @@ from ..camera import (
     project_to_2d,
     world_to_camera,
 )
+from ..utils import os_error_behind
 from .poseset import DataError, PoseSet, check_array, check_units, load_npz
 
 log = logging.getLogger(__name__)
@@ -210,11 +211,17 @@ def _cached_build(path3d: Path, path2d: Path | None, keypoints: str, cache_dir) 
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(data, tmp)
+        with open(tmp, "wb") as f:  # (a file object: a full disk surfaces as its OSError)
+            torch.save(data, f)
         os.replace(tmp, cache)
         log.info("Human3.6M cache written: %s", cache)
-    except OSError as e:
-        log.warning("could not write the Human3.6M cache %s (%s); continuing without it", cache, e)
+    except Exception as e:  # a full disk or read-only folder only; anything else is a bug
+        why = os_error_behind(e)
+        if why is None:
+            raise
+        log.warning(
+            "could not write the Human3.6M cache %s (%s); continuing without it", cache, why
+        )
     finally:
         tmp.unlink(missing_ok=True)
     return data
