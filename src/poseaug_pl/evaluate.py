@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from . import tracking
 from .ckpt import read_checkpoint
 from .cli import entry_point
-from .config import ConfigError, validate
+from .config import ConfigError, check_devices, validate
 from .module import PoseAugModule
 from .train import metrics_table, output_dir, write_metrics
 from .utils import atomic_output
@@ -116,6 +116,7 @@ def evaluate(cfg: DictConfig) -> dict:
     with open_dict(cfg):
         cfg.data = data
     validate(cfg)
+    check_devices(cfg)
     dm = hydra.utils.instantiate(data)
     dm.check()
     model = PoseAugModule.load_from_checkpoint(
