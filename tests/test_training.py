@@ -2,6 +2,7 @@
 
 import csv
 import json
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -295,6 +296,8 @@ def test_run_checkpoint_keeps_its_best_score_in_a_new_folder(tmp_path):
         plain.load_state_dict(dict(state))
     assert plain.best_model_score is None  # Lightning forgets: the next epoch would be "best"
     ours = RunCheckpoint(dirpath=new, monitor="val/mpjpe")
+    (old / "last.ckpt").write_bytes(b"resumed")  # the checkpoint being resumed, beside best
+    ours._resuming_trainer = SimpleNamespace(ckpt_path=str(old / "last.ckpt"))
     ours.load_state_dict(dict(state))
     assert float(ours.best_model_score) == 42.0
     assert ours.best_model_path == str(new / "best.ckpt")
@@ -311,6 +314,9 @@ def test_run_checkpoint_forgets_a_best_file_that_no_longer_exists(tmp_path):
              "kth_best_model_path": gone, "kth_value": torch.tensor(42.0),
              "best_k_models": {gone: torch.tensor(42.0)}, "last_model_path": ""}  # fmt: skip
     ours = RunCheckpoint(dirpath=tmp_path / "new" / "checkpoints", monitor="val/mpjpe")
+    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "old" / "checkpoints" / "last.ckpt").write_bytes(b"resumed")
+    ours._resuming_trainer = SimpleNamespace(ckpt_path=str(tmp_path / "old/checkpoints/last.ckpt"))
     ours.load_state_dict(state)
     assert ours.best_model_score is None and ours.best_model_path == ""
     assert ours.best_k_models == {}  # the next epoch's checkpoint becomes the best

@@ -42,7 +42,7 @@ from omegaconf import DictConfig
 from . import losses
 from . import skeleton as sk
 from .cli import entry_point
-from .config import ConfigError, validate
+from .config import ConfigError, check_devices, validate
 from .train import build_model
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,7 @@ def _time_fit(cfg: DictConfig, model, dm, warmup: int, steps: int) -> tuple[floa
 def bench(cfg: DictConfig) -> dict:
     """Time the training step and the bare loop; print the table and the JSON line."""
     validate(cfg)
+    check_devices(cfg)
     warmup, steps = int(cfg.bench.warmup), int(cfg.bench.steps)
     if steps < 1 or warmup < 0 or int(cfg.bench.get("repeats", 3)) < 1:
         raise ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .camera import elevation_range
@@ -17,7 +18,8 @@ class ConfigError(ValueError):
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss or weight became NaN/inf during training; the message names the network and step."""
+    """Training diverged: a stepped loss became NaN/inf or exceeded 1e6, a validation MPJPE
+    exceeded 10 m, or a weight became NaN/inf (`health`); the message names what and when."""
 
 
 class WriteFailed(RuntimeError):
@@ -281,6 +283,55 @@ def _relations(cfg: DictConfig) -> None:
             "during training, the opposite of the paper's schedule",
             start,
             end,
+        )
+
+
+def check_warmup_steps(warmup_steps: int, augmented_epochs: int, batches_per_epoch) -> None:
+    """Refuse a ``model.warmup_steps`` that outlasts the augmented epochs (`ConfigError`).
+
+    The estimator first trains at augmentor step ``warmup_steps`` (steps count over the whole
+    run, one per training batch of an augmented epoch); the run has ``augmented_epochs`` x
+    ``batches_per_epoch`` of them before the real-data finish. Known only once the trainer has
+    set up the training data (``PoseAugModule.on_train_start``); an infinite count passes.
+    """
+    if not math.isfinite(batches_per_epoch) or not _is_int(warmup_steps):
+        return
+    total = augmented_epochs * int(batches_per_epoch)
+    if warmup_steps >= total:
+        raise ConfigError(
+            f"config: model.warmup_steps={warmup_steps} >= the {total} augmented training "
+            f"batches of this run ({augmented_epochs} epochs x {int(batches_per_epoch)} batches "
+            "before any real-data finish): the estimator would never train on augmented pairs; "
+            "lower model.warmup_steps or add epochs"
+        )
+
+
+#: ``trainer.accelerator`` values that need a CUDA GPU.
+CUDA_ACCELERATORS = ("gpu", "cuda")
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse a GPU trainer config (``trainer=gpu``, ``trainer=ddp``, ...) on a machine without
+    a visible CUDA GPU, or with fewer GPUs than ``trainer.devices`` asks for (`ConfigError`).
+
+    Separate from `validate`: it is about this machine, not the config (an experiment written
+    for a GPU machine still passes `validate` on a laptop).
+    """
+    accelerator = str(_get(cfg, "trainer.accelerator") or "").lower()
+    if accelerator not in CUDA_ACCELERATORS:
+        return
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible == 0:
+        raise ConfigError(
+            f"config: trainer.accelerator={accelerator} but no GPU is visible on this machine "
+            "(torch.cuda.is_available() is False); use trainer=cpu (or trainer=ddp_cpu for "
+            "two CPU processes)"
+        )
+    devices = _get(cfg, "trainer.devices")
+    if _is_int(devices) and devices > visible:
+        raise ConfigError(
+            f"config: trainer.devices={devices} but only {visible} GPU(s) are visible; "
+            f"set trainer.devices={visible} (or fewer)"
         )
 
 

@@ -25,7 +25,7 @@ from . import tracking
 from .checkpoint_io import AtomicCheckpointIO
 from .ckpt import load_module, read_checkpoint
 from .cli import entry_point
-from .config import ConfigError, validate
+from .config import ConfigError, check_devices, validate
 from .data import build_datamodule
 from .runfolder import make_folder
 from .train import metrics_table, output_dir, write_metrics
@@ -152,6 +152,7 @@ def evaluate(cfg: DictConfig) -> dict:
     with open_dict(cfg):
         cfg.data = data
     validate(cfg)
+    check_devices(cfg)
     source = run_config_path(ckpt) if cfg.get("data_from_run", True) else "config: data"
     dm = build_datamodule(OmegaConf.to_container(data, resolve=True), source)
     dm.check()

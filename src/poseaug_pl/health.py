@@ -1,16 +1,23 @@
-"""The training health guard of `PoseAugModule`: non-finite losses and GAN collapse.
+"""The training health guard of `PoseAugModule`: divergence and GAN collapse.
+
+Divergence, the rule (`LOSS_LIMIT`, `VAL_MPJPE_LIMIT_MM`): a run has diverged when a loss that
+is stepped becomes NaN or inf or exceeds 1e6 in size (the estimator's loss is an MSE in m²,
+plausible values are far below 1; the GAN losses are O(1)), or when a validation MPJPE is NaN
+or above 10 m. It then stops (`TrainingDiverged`, one line and exit 1 on the command line) and
+no checkpoint of that state is written; the checkpoints of earlier epochs stay as they are.
 
 Both are watched on the device, without a host sync per step: every update records whether its
-loss is finite (`HealthGuard._watch`), every augmented batch adds its in-frame and flat shares to a
-window, every discriminator step its accuracy. The flags and the window are read (one sync) at
-the logging interval and at the epoch's end: a non-finite loss stops the run
-(`TrainingDiverged`); a collapsed window warns, stops, or restores the last checkpoint, as
-``on_collapse`` says.
+loss broke the rule (`HealthGuard._watch`), every augmented batch adds its in-frame and flat
+shares to a window, every discriminator step its accuracy. The flags and the window are read
+(one sync) at the logging interval and at the epoch's end, and the validation MPJPE once per
+validation (`HealthGuard._watch_validation`): a diverged run stops; a collapsed window warns,
+stops, or restores the last checkpoint, as ``on_collapse`` says.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -20,8 +27,14 @@ from .resume import logged_step
 
 log = logging.getLogger(__name__)
 
-#: The networks the health guard watches, in `_bad` order.
+#: The networks the health guard watches, in `_bad` order (then the validation MPJPE).
 NETWORKS = ("augmentor", "d3d", "d2d", "estimator")
+#: A stepped loss larger than this in size (or NaN/inf) means the run diverged.
+LOSS_LIMIT = 1e6
+#: A validation MPJPE above this (mm; 10 m), or NaN, means the run diverged.
+VAL_MPJPE_LIMIT_MM = 1e4
+#: The divergence rule, as the error message states it.
+RULE = "a stepped loss above 1e6 or NaN/inf, or a validation MPJPE above 10 m, is divergence"
 
 
 class HealthGuard:
@@ -31,8 +44,11 @@ class HealthGuard:
 
     def init_health_guard(self) -> None:
         """Register the guard's device-side state (not saved in checkpoints)."""
-        self.register_buffer("_bad", torch.zeros(len(NETWORKS), dtype=torch.bool), persistent=False)
-        self.register_buffer("_bad_step", torch.full((len(NETWORKS),), -1), persistent=False)
+        n = len(NETWORKS) + 1  # the networks' losses, then the validation MPJPE
+        self.register_buffer("_bad", torch.zeros(n, dtype=torch.bool), persistent=False)
+        self.register_buffer("_bad_step", torch.full((n,), -1), persistent=False)
+        #: the first value that broke the rule, per slot (for the message)
+        self.register_buffer("_bad_value", torch.zeros(n), persistent=False)
         #: sums over the current window: D3d accuracy, D2d accuracy, D steps, inside share,
         #: flat share, augmented batches (see `check_collapse`)
         self.register_buffer("_window", torch.zeros(6), persistent=False)
@@ -40,26 +56,46 @@ class HealthGuard:
         self.restores = 0
 
     def _watch(self, net: str, loss: torch.Tensor) -> None:
-        """Remember, on the device (no host sync), whether ``net``'s loss is non-finite and at
-        which step that first happened."""
-        i = NETWORKS.index(net)
-        bad = ~torch.isfinite(loss.detach())
+        """Remember, on the device (no host sync), whether ``net``'s loss broke the divergence
+        rule (NaN, inf or larger than `LOSS_LIMIT` in size), at which step and with which value
+        that first happened."""
+        self._flag(NETWORKS.index(net), loss.detach(), LOSS_LIMIT)
+
+    def _flag(self, i: int, value: torch.Tensor, limit: float) -> None:
+        # in-place on views of the buffers: as few small kernels as the finite-only check took
+        bad = (value.abs() <= limit).logical_not_()  # NaN fails every comparison: bad too
+        flag, first_value = self._bad[i], self._bad_value[i]
+        first = bad > flag  # bad now, not before
         step = logged_step(self._trainer) if self._trainer is not None else 0
-        self._bad_step[i] = torch.where(bad & ~self._bad[i], step, self._bad_step[i])
-        self._bad[i] |= bad
+        self._bad_step[i].masked_fill_(first, step)
+        first_value.copy_(torch.where(first, value, first_value))
+        flag |= bad
+
+    def _watch_validation(self, mpjpe_mm: torch.Tensor) -> None:
+        """Stop the run (`TrainingDiverged`) if the validation MPJPE (mm) is NaN or above
+        `VAL_MPJPE_LIMIT_MM`; called once per validation, before any checkpoint of the epoch."""
+        self._flag(len(NETWORKS), mpjpe_mm.detach(), VAL_MPJPE_LIMIT_MM)
+        self.check_health()
 
     def check_health(self) -> None:
-        """Raise `TrainingDiverged` if a loss became NaN/inf (one host sync; called at logging
-        intervals, at epoch end and before every checkpoint is written)."""
+        """Raise `TrainingDiverged` if the run diverged by the rule of this module (one host
+        sync; called at logging intervals, at epoch end, after validation and before every
+        checkpoint is written)."""
         if not bool(self._bad.any()):
             return
         steps = torch.where(self._bad, self._bad_step, torch.iinfo(torch.long).max)
         i = int(steps.argmin())
+        value = float(self._bad_value[i])
+        if i == len(NETWORKS):
+            what = f"the validation MPJPE became {value:.3g} mm"
+        elif math.isfinite(value):
+            what = f"the {NETWORKS[i]} loss became {value:.3g}"
+        else:
+            what = f"the {NETWORKS[i]} loss became NaN or inf"
         raise TrainingDiverged(
-            f"training diverged: the {NETWORKS[i]} loss became NaN or inf at step "
-            f"{int(steps[i])}; no checkpoint of this state was written. Lower the learning "
-            "rates (model.lr.*) or the loss weights (model.weights.*), or resume from the last "
-            "checkpoint with another seed"
+            f"training diverged: {what} at step {int(steps[i])} ({RULE}); no checkpoint of this "
+            "state was written. Lower the learning rates (model.lr.*) or the loss weights "
+            "(model.weights.*), or resume from the last checkpoint with another seed"
         )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:

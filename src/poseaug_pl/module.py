@@ -35,7 +35,7 @@ from . import losses
 from . import skeleton as sk
 from .camera import elevation_range, project_to_2d, raise_randomly
 from .ckpt import load_module, load_weights, read_checkpoint, sub_state
-from .config import TrainingDiverged
+from .config import TrainingDiverged, check_warmup_steps
 from .data.poseset import DataError
 from .data.views import RAISED_SUFFIX
 from .health import HealthGuard
@@ -429,11 +429,16 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         return self.hparams.augment and not self.in_real_finish()
 
     def on_train_start(self) -> None:
-        """Under DDP, give every rank its own random stream (bone swap, augmentor noise, pools).
+        """Refuse a ``warmup_steps`` the run cannot reach (`config.check_warmup_steps`); under
+        DDP, give every rank its own random stream (bone swap, augmentor noise, pools).
 
         All ranks start from the same seed (or the same restored checkpoint state), draw the
         same base seed from it and add their rank, so runs stay reproducible per rank.
         """
+        hp = self.hparams
+        if hp.augment and hp.train_estimator:  # (the batches per epoch are known from here on)
+            check_warmup_steps(hp.warmup_steps, self._finish_start(),
+                               self.trainer.num_training_batches)  # fmt: skip
         if self.trainer.world_size > 1:
             base = int(torch.randint(0, 2**31 - 1, (1,)))
             torch.manual_seed(base + self.global_rank)
@@ -804,10 +809,12 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         self.val_metrics.update(self.estimator(batch["pose2d"]), sk.root_relative(batch["pose3d"]))
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/mpjpe`` (the checkpoint criterion) and ``val/pa_mpjpe``."""
+        """Log ``val/mpjpe`` (the checkpoint criterion) and ``val/pa_mpjpe``; an MPJPE above
+        10 m (or NaN) stops the run before this epoch's checkpoints (`_watch_validation`)."""
         if self.val_metrics.update_count == 0:
             return
         m = self.val_metrics.compute()
+        self._watch_validation(m["mpjpe"])
         self.log_dict(
             {"val/mpjpe": m["mpjpe"].float(), "val/pa_mpjpe": m["pa_mpjpe"].float()},
             prog_bar=True,

@@ -2,7 +2,9 @@
 
 * `RunCheckpoint`: Lightning's ``ModelCheckpoint`` forgets its best score when a run resumes into
   another folder (a new Hydra run folder); this one copies the best checkpoint over and keeps
-  the score, so ``best.ckpt`` and ``metrics.json`` match the uninterrupted run.
+  the score, so ``best.ckpt`` and ``metrics.json`` match the uninterrupted run. The file names a
+  checkpoint stores are hints, never trusted: only ``.ckpt`` files in the resumed checkpoint's
+  own folder are carried over, so a resume copies, and later deletes, nothing outside the run.
 * `AppendingCSVLogger`: Lightning's CSV logger deletes an existing ``metrics.csv``; this one
   appends to it and drops the rows a killed process logged after its last checkpoint (they are
   logged again by the resumed run). It writes ``metrics.csv`` and ``hparams.yaml`` atomically
@@ -33,42 +35,89 @@ log = logging.getLogger(__name__)
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that carries its state (best score and file) into a new run folder."""
+    """``ModelCheckpoint`` that carries its state (best score and file) into a new run folder.
+
+    The paths of a restored state (``best_model_path``, the keys of ``best_k_models``,
+    ``kth_best_model_path``, ``last_model_path``) are data from a file, not instructions: each
+    is kept, as ``<dirpath>/<its file name>``, only when a ``.ckpt`` file of that name lies in
+    the folder of the checkpoint being resumed (``trainer.ckpt_path``; symlinks resolved, so a
+    link pointing out does not count), and copied here first when that folder is another one.
+    Every other path is dropped, whether the run resumes into another folder or its own, so
+    nothing outside the resumed run is copied in, and Lightning never deletes an outside file
+    as an old top-k or last checkpoint.
+    """
 
     @property
     def state_key(self) -> str:
         """The same key as ``ModelCheckpoint`` (checkpoints of either class restore into both)."""
         return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        """Resolve ``dirpath``; remember the trainer, whose ``ckpt_path`` (set before callbacks
+        restore their state) is the one folder a resume may take files from."""
+        super().setup(trainer, pl_module, stage)
+        self._resuming_trainer = trainer
+
+    def resumed_folder(self) -> Path | None:
+        """The real folder of the checkpoint being resumed (None: unknown or not a local file)."""
+        path = getattr(getattr(self, "_resuming_trainer", None), "ckpt_path", None)
+        if not path or not os.path.isfile(path):
+            return None
+        return Path(os.path.realpath(path)).parent
+
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore the state; from another folder, copy its checkpoint files here first."""
-        old = state_dict.get("dirpath")
-        if old and self.dirpath and os.path.realpath(old) != os.path.realpath(self.dirpath):
-            state_dict = self._relocated(state_dict, Path(self.dirpath), self.mode)
-        super().load_state_dict(state_dict)
+        """Restore the state with its paths confined to the run (`_confined`)."""
+        here = Path(self.dirpath) if self.dirpath else None
+        state = self._confined(state_dict, self.resumed_folder(), here, self.mode)
+        if self.dirpath:
+            state["dirpath"] = self.dirpath  # (Lightning then restores the scores as well)
+        super().load_state_dict(state)
 
     @staticmethod
-    def _relocated(state: dict, here: Path, mode: str = "min") -> dict:
-        def moved(path) -> str:  # "" when the file is gone (nothing to carry over)
-            if not path:
-                return ""
-            new = here / Path(path).name
-            if Path(path).is_file() and not new.exists():
-                with atomic_output(new) as tmp:  # a full disk leaves no truncated copy
-                    shutil.copy2(path, tmp)
-            return str(new) if new.exists() else ""
+    def _confined(state: dict, source: Path | None, here: Path | None, mode: str = "min") -> dict:
+        """``state`` with every stored path checked against ``source`` (the resumed
+        checkpoint's real folder) and moved to ``here`` (this run's checkpoint folder); see the
+        class docstring. A best file that does not pass resets the best score."""
+        real = lambda p: Path(os.path.realpath(p))  # noqa: E731
+        copies: dict[str, str] = {}
 
-        best = {m: v for p, v in state.get("best_k_models", {}).items() if (m := moved(p))}
-        best_path = moved(state.get("best_model_path"))
-        out = {**state, "dirpath": str(here), "best_k_models": best, "best_model_path": best_path,
-               "kth_best_model_path": moved(state.get("kth_best_model_path")),
-               "last_model_path": moved(state.get("last_model_path"))}  # fmt: skip
-        if state.get("best_model_path") and not best_path:  # the old best file is gone
-            log.warning("resumed run: %s no longer exists; the best checkpoint starts afresh",
-                        state["best_model_path"])  # fmt: skip
-            worst = torch.tensor(float("inf") if mode == "min" else -float("inf"))
-            out.update(best_model_score=None, kth_value=worst, best_k_models={})
-        log.info("resumed run: checkpoint state of %s carried into %s", state["dirpath"], here)
+        def kept(path) -> str:  # "" when the path is dropped
+            if not isinstance(path, str) or not path or source is None or here is None:
+                return ""
+            name = Path(path).name
+            if not name.endswith(".ckpt") or name in copies:
+                return copies.get(name, "")
+            found, new = source / name, here / name
+            if real(found).parent != source or not real(found).is_file():
+                return ""
+            if source != real(here) and not os.path.lexists(new):
+                with atomic_output(new) as tmp:  # a full disk leaves no truncated copy
+                    shutil.copy2(real(found), tmp)
+            ok = real(new).parent == real(here) and real(new).is_file()
+            copies[name] = str(new) if ok else ""
+            return copies[name]
+
+        scores = state.get("best_k_models")
+        scores = scores.items() if isinstance(scores, dict) else ()
+        best_k = {m: torch.as_tensor(v) for p, v in scores
+                  if isinstance(v, (torch.Tensor, float, int)) and (m := kept(p))}  # fmt: skip
+        best = kept(state.get("best_model_path"))
+        worst = torch.tensor(float("inf") if mode == "min" else -float("inf"))
+        out = {**state, "best_k_models": best_k, "best_model_path": best,
+               "kth_best_model_path": kept(state.get("kth_best_model_path")),
+               "last_model_path": kept(state.get("last_model_path"))}  # fmt: skip
+        if out["kth_best_model_path"] not in best_k:  # the k-th must be one of the top k
+            pick = max if mode == "min" else min
+            kth = pick(best_k, key=lambda p: float(best_k[p])) if best_k else ""
+            out.update(kth_best_model_path=kth, kth_value=best_k[kth] if kth else worst)
+        if state.get("best_model_path") and not best:
+            log.warning("resumed run: the best checkpoint %s is not a .ckpt file in the resumed "
+                        "checkpoint's folder %s; the best checkpoint starts afresh",
+                        state["best_model_path"], source)  # fmt: skip
+            out.update(best_model_score=None, kth_value=worst, kth_best_model_path="",
+                       best_k_models={})  # fmt: skip
+        if source is not None and here is not None and source != real(here):
+            log.info("resumed run: checkpoint state of %s carried into %s", source, here)
         return out
 
 

@@ -29,7 +29,9 @@ from . import runfolder, tracking
 from .checkpoint_io import AtomicCheckpointIO
 from .ckpt import check_fits, read_checkpoint
 from .cli import entry_point
-from .config import validate
+from .config import check_devices, validate
+from .data import DataError
+from .health import NETWORKS
 from .resume import logged_step
 from .sweep import objective
 from .utils import format_table, write_text_atomic
@@ -133,12 +135,41 @@ def action_table(name: str, per_action: dict) -> str:
     return format_table(rows) + "\n(mm per action, takes merged; Avg: mean over actions)"
 
 
+#: What a checkpoint needs to resume a run from (``ckpt_path=``), and what each part is.
+TRAINING_STATE = {
+    "optimizer_states": "optimizer states",
+    "loops": "training-loop state",
+    "epoch": "epoch",
+    "global_step": "step count",
+}
+
+
 def check_checkpoints(cfg: DictConfig) -> None:
-    """Refuse a missing or unreadable checkpoint setting before any data is loaded."""
+    """Refuse a missing or unreadable checkpoint setting before any data is loaded, and a
+    ``ckpt_path`` without the training state a resume restores (a weights-only checkpoint)."""
     for key in ("ckpt_path", "model.estimator_ckpt", "model.augmentor_ckpt"):
         path = OmegaConf.select(cfg, key, default=None)
         if path:
-            read_checkpoint(path, key)
+            ckpt = read_checkpoint(path, key)
+            if key == "ckpt_path":
+                check_resumable(ckpt, path)
+
+
+def check_resumable(ckpt: dict, path) -> None:
+    """Raise `DataError` if ``ckpt`` lacks what resuming needs: the four optimisers' states,
+    the loops' state, the epoch and step (`TRAINING_STATE`)."""
+    missing = [what for key, what in TRAINING_STATE.items() if key not in ckpt]
+    why = f"it has no {' and no '.join(missing)} (weights only)" if missing else ""
+    states = ckpt.get("optimizer_states")
+    if not why and not (isinstance(states, list) and len(states) == len(NETWORKS)):
+        n = len(states) if isinstance(states, list) else "no list of"
+        why = f"it holds {n} optimizer states, not the {len(NETWORKS)} of a PoseAug run"
+    if why:
+        raise DataError(
+            f"{path}: ckpt_path cannot resume from this checkpoint: {why}; resume from a "
+            "training run's checkpoints/last.ckpt, or start a new run from these weights with "
+            f"model.estimator_ckpt={path}"
+        )
 
 
 def prepare_run_folder(cfg: DictConfig) -> Path:
@@ -165,6 +196,7 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     Always ends the W&B run (also on errors), so every job of a multirun gets its own run.
     """
     validate(cfg)
+    check_devices(cfg)
     check_checkpoints(cfg)
     out = prepare_run_folder(cfg)
     commit = tracking.git_commit()
