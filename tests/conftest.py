@@ -70,8 +70,13 @@ def h36m_run(h36m, h36m_cache, tmp_path_factory) -> dict:
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = out / "checkpoints" / "last.ckpt"
     ev = out / "evaluate"
-    r = cli("evaluate", f"ckpt_path={ckpt}", "save_predictions=true", f"hydra.run.dir={ev}",
-            f"data.cache_dir={h36m_cache}")  # (a run folder's own cache_dir is not used)
+    r = cli(
+        "evaluate",
+        f"ckpt_path={ckpt}",
+        "save_predictions=true",
+        f"hydra.run.dir={ev}",
+        f"data.cache_dir={h36m_cache}",
+    )  # (a run folder's own cache_dir is not used)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((ev / "metrics.json").read_text())
     return {"dir": out, "ckpt": ckpt, "metrics": metrics, "evaluate_dir": ev, "stdout": r.stdout}

@@ -12,9 +12,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, WriteFailed
-from .utils import write_failed
+from .utils import probe_folder, write_failed
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +100,11 @@ def make_folder(folder: str | Path) -> Path:
         WriteFailed: the folder cannot be created or written (read-only, no permission, full).
     """
     folder = Path(folder)
-    probe = folder / f".write_test.{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe.open("wb").close()
     except OSError as e:
         raise write_failed(folder, e) from e
-    finally:
-        with contextlib.suppress(OSError):
-            probe.unlink(missing_ok=True)
+    probe_folder(folder, folder)
     return folder
 
 

@@ -102,11 +102,16 @@ def check_writable(path: str | Path) -> None:
     folder = Path(path).expanduser().absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    probe = folder / f".write_test.{os.getpid()}"
+    probe_folder(folder, path)
+
+
+def probe_folder(folder: str | Path, named: str | Path) -> None:
+    """Create and remove a file in ``folder``; failing, `config.WriteFailed` names ``named``."""
+    probe = Path(folder) / f".write_test.{os.getpid()}"
     try:
         probe.open("wb").close()
     except OSError as e:
-        raise write_failed(path, e) from e
+        raise write_failed(named, e) from e
     finally:
         with contextlib.suppress(OSError):
             probe.unlink(missing_ok=True)

@@ -341,22 +341,16 @@ def build_datamodule(cfg: dict, source) -> PoseDataModule:
         DataError: an unknown datamodule, an unknown argument or a value that is not plain
             data (one line naming ``source``); the constructor's own ``ValueError``.
     """
-    import inspect
-
-    from ..models.registry import is_plain
+    from ..models.registry import SpecError, checked_arguments
 
     target = cfg.get("_target_")
     cls = DATAMODULES.get(target) if isinstance(target, str) else None
     if cls is None:
         known = ", ".join(sorted({c.__name__ for c in DATAMODULES.values()}))
         raise DataError(f"{source}: unknown datamodule {target!r} (known: {known})")
-    params = {**inspect.signature(PoseDataModule.__init__).parameters,
-              **inspect.signature(cls.__init__).parameters}  # fmt: skip
     args = {k: v for k, v in cfg.items() if k != "_target_"}
-    for key, value in args.items():
-        kind = params[key].kind if key in params and key != "self" else None
-        if kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
-            raise DataError(f"{source}: {cls.__name__} takes no argument {key!r}")
-        if not is_plain(value):
-            raise DataError(f"{source}: data.{key} is not plain data ({type(value).__name__})")
+    try:
+        checked_arguments(args, PoseDataModule, cls, owner=cls.__name__)
+    except SpecError as e:
+        raise DataError(f"{source}: {e}") from None
     return cls(**args)

@@ -86,6 +86,23 @@ def network_name(role: str, spec: dict | None) -> str:
     return name
 
 
+def checked_arguments(args: dict, *classes: type, owner: str) -> dict:
+    """``args`` when every key is a keyword argument of a constructor of ``classes`` and every
+    value is plain data (`is_plain`).
+
+    Raises:
+        SpecError: ``<owner> takes no argument 'key'`` or a value that is not plain data.
+    """
+    params = {k: p for c in classes for k, p in inspect.signature(c.__init__).parameters.items()}
+    for key, value in args.items():
+        kind = params[key].kind if key in params and key != "self" else None
+        if kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            raise SpecError(f"{owner} takes no argument {key!r}")
+        if not is_plain(value):
+            raise SpecError(f"{owner}'s {key!r} must be plain data, got {type(value).__name__}")
+    return args
+
+
 def network_arguments(role: str, spec: dict | None) -> dict:
     """The constructor arguments of a spec, checked against the class's signature.
 
@@ -93,16 +110,9 @@ def network_arguments(role: str, spec: dict | None) -> dict:
         SpecError: an unknown name, a key the constructor does not take, or a value that is
             not plain data.
     """
-    cls = NETWORKS[role][network_name(role, spec)]
-    params = inspect.signature(cls.__init__).parameters
+    name = network_name(role, spec)
     args = {k: v for k, v in (spec or {}).items() if k not in ("name", "_target_")}
-    for key, value in args.items():
-        kind = params[key].kind if key in params and key != "self" else None
-        if kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
-            raise SpecError(f"the {role} {network_name(role, spec)!r} takes no argument {key!r}")
-        if not is_plain(value):
-            raise SpecError(f"the {role}'s {key!r} must be plain data, got {type(value).__name__}")
-    return args
+    return checked_arguments(args, NETWORKS[role][name], owner=f"the {role} {name!r}")
 
 
 def build(role: str, spec: dict | None) -> nn.Module:
