@@ -217,3 +217,11 @@ def test_cli_reports_bad_data_in_one_line_with_exit_2(tmp_path):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "has 15 joints" in lines[0] and str(root) in lines[0]
+
+
+def test_a_cross_set_whose_pose3d_is_a_pickled_dict_is_one_line(tmp_path):
+    """A 0-d object array of plain data unpickles safely; it is still no pose array."""
+    path = tmp_path / "dict.npz"
+    np.savez(path, pose3d=np.array({"a": 1}, dtype=object), pose2d=np.zeros((3, 16, 2)))
+    with pytest.raises(DataError, match=r"dict\.npz: 'pose3d' is not a numeric array"):
+        load_cross_set(path)

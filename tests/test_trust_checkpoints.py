@@ -218,6 +218,7 @@ def test_an_estimator_ckpt_of_another_width_names_both_widths(tiny_ckpt, tmp_pat
     line = one_error_line(r)
     assert "does not fit" in line and "channels=32" in line and "channels=48" in line
     assert str(tiny_ckpt) in line
+    assert not (tmp_path / "run" / "config_resolved.yaml").exists()  # refused before any output
 
 
 def test_missing_weights_are_named_in_one_line(tiny_ckpt, tmp_path):
@@ -244,3 +245,62 @@ def test_missing_weights_are_named_in_one_line(tiny_ckpt, tmp_path):
         f"hydra.run.dir={tmp_path / 'resumed'}",
     )
     assert "lacks 4" in one_error_line(r)
+
+
+# --- files that would cost memory or time --------------------------------------------------------
+
+
+def test_a_checkpoints_sizes_allocate_nothing_before_its_weights_match(tiny_ckpt, tmp_path):
+    """Networks are first built on the meta device and checked against the file's weights, so
+    a checkpoint cannot make loading allocate more than it holds; counts are capped."""
+    import time
+
+    hp = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    for args, message in (({"channels": 4096}, r"\(32, 32\) there and \(4096, 32\) here"),
+                          ({"blocks": 10**9}, "'blocks' is 1000000000, above 8192")):  # fmt: skip
+        path = crafted(tiny_ckpt, tmp_path / "big.ckpt", estimator={**hp["estimator"], **args})
+        for load in (load_estimator, load_module):
+            t0 = time.perf_counter()
+            with pytest.raises(DataError, match=message):
+                load(path)
+            assert time.perf_counter() - t0 < 10
+    huge_pools = crafted(tiny_ckpt, tmp_path / "pools.ckpt", pool_size=10**10)
+    assert load_module(huge_pools).pool3d.items.shape[0] == hp["pool_size"]  # what it holds
+
+
+def test_a_run_config_with_yaml_aliases_or_of_any_size_is_refused_at_once(tiny_ckpt, tmp_path):
+    import time
+
+    from poseaug_pl.config import ConfigError
+    from poseaug_pl.evaluate import run_config
+
+    ckpt = run_folder(tmp_path, tiny_ckpt, {"_target_": "poseaug_pl.data.SyntheticDataModule"})
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    config = tmp_path / "shared_run" / "config_resolved.yaml"
+    config.write_text("\n".join(bomb) + "\ndata: {frames: *a8}\n")
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="anchors or aliases"):
+        run_config(ckpt)
+    assert time.perf_counter() - t0 < 5
+    assert run_experiment(ckpt) == "default"
+    config.write_text("data: {}\n" + "#" * (2 << 20))
+    with pytest.raises(ConfigError, match="not a run config"):
+        run_config(ckpt)
+
+
+def test_a_run_folders_cross_sets_must_be_paths():
+    data = {"_target_": "poseaug_pl.data.SyntheticDataModule",
+            "cross_sets": {"x": {"_target_": "os.makedirs"}}}  # fmt: skip
+    with pytest.raises(DataError, match=r"run\.yaml: data\.cross_sets must map names to file"):
+        build_datamodule(data, "run.yaml")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
+def test_predict_on_cuda_without_a_gpu_is_one_line(tiny_ckpt, tmp_path):
+    from poseaug_pl.lifter import resolve_device
+
+    with pytest.raises(DataError, match="device=cuda but no GPU is visible.*device=cpu"):
+        resolve_device("cuda")
+    with pytest.raises(DataError, match="is not a device"):
+        resolve_device("gpu7")

@@ -117,19 +117,38 @@ def hyper_parameters(ckpt: dict, path) -> dict:
     return hp
 
 
+def _fits_on_meta(build, state: dict, path, what: str, any_shape: tuple[str, ...] = ()):
+    """Build with ``build()`` on the meta device (no memory) and `check_fits` ``state``.
+
+    So a checkpoint's sizes (channels, blocks, pool size) allocate nothing until the weights it
+    holds are known to match them: loading costs at most what the file itself holds.
+    """
+    try:
+        with torch.device("meta"):
+            net = build()
+    except (ValueError, TypeError, RuntimeError, MemoryError) as e:  # SpecError, bad values
+        raise DataError(
+            f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
+    check_fits(net, state, path, what, any_shape=any_shape)
+
+
 def build_network(ckpt: dict, path, role: str = "estimator") -> nn.Module:
     """The ``role`` network of a checkpoint, built by name from the package's own table.
 
+    Built on the meta device first and checked against the checkpoint's weights
+    (`_fits_on_meta`), then for real.
+
     Raises:
-        DataError: the checkpoint names an unknown network or argument (one line with the file).
+        DataError: the checkpoint names an unknown network or argument, or weights that do not
+            fit it (one line with the file).
     """
-    from .models.registry import SpecError, build
+    from .models.registry import build
 
     spec = hyper_parameters(ckpt, path).get(role)
-    try:
-        return build(role, spec)
-    except (SpecError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: {e}") from None
+    _fits_on_meta(lambda: build(role, spec), sub_state(ckpt, role), path,
+                  f"the checkpoint's {role}")  # fmt: skip
+    return build(role, spec)
 
 
 def load_module(path, **overrides):
@@ -156,14 +175,11 @@ def load_module(path, **overrides):
     params = inspect.signature(PoseAugModule.__init__).parameters
     hp = {k: v for k, v in hyper_parameters(ckpt, path).items() if k in params and k != "self"}
     hp.update({"estimator_ckpt": None, "augmentor_ckpt": None, **overrides})
-    try:
-        model = PoseAugModule(**hp)
-    except (ValueError, TypeError) as e:  # SpecError and the constructor's own checks
-        raise DataError(f"{path}: {e}") from None
-    state = dict(ckpt["state_dict"])
-    for name in ("pool3d", "pool2d"):  # training state of another size: the pools start empty
-        pool = getattr(model, name)
-        if f"{name}.items" in state and state[f"{name}.items"].shape != pool.items.shape:
-            state[f"{name}.items"], state[f"{name}.count"] = pool.items, pool.count
-    load_weights(model, state, path, "checkpoint")
+    state = ckpt["state_dict"]
+    pool = state.get("pool3d.items")
+    if isinstance(pool, torch.Tensor) and pool.ndim == 3:  # the pools' size is what they hold
+        hp["pool_size"] = len(pool)
+    _fits_on_meta(lambda: PoseAugModule(**hp), state, path, "checkpoint")
+    model = PoseAugModule(**hp)
+    model.load_state_dict(state)
     return model

@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -37,20 +38,34 @@ def run_config_path(ckpt_path) -> Path:
     return Path(str(ckpt_path)).expanduser().resolve().parent.parent / "config_resolved.yaml"
 
 
+#: A saved run config is a few kilobytes; a larger file is not one.
+MAX_RUN_CONFIG_BYTES = 1 << 20
+
+
 def run_config(ckpt_path) -> DictConfig | None:
     """The resolved config of the run that wrote ``ckpt_path`` (None if it has none).
 
     A run folder may come from anyone: its config is YAML data (read with a safe loader), and
-    an interpolation (``${...}``) in it is refused, since a resolved config holds none.
+    what a saved (resolved) config never holds is refused: an interpolation (``${...}``), YAML
+    anchors or aliases, more than `MAX_RUN_CONFIG_BYTES`.
 
     Raises:
-        ConfigError: a config that is not YAML or holds an interpolation (one line).
+        ConfigError: a config that is not YAML or holds any of these (one line).
     """
     path = run_config_path(ckpt_path)
     if not path.is_file():
         return None
+    if path.stat().st_size > MAX_RUN_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes, not a run config (at most "
+                          f"{MAX_RUN_CONFIG_BYTES})")  # fmt: skip
     try:
-        run = OmegaConf.load(path)
+        text = path.read_text()
+        if any(isinstance(t, (yaml.AnchorToken, yaml.AliasToken)) for t in yaml.scan(text)):
+            why = "which a saved run config never does (an alias bomb loads for minutes)"
+            raise ConfigError(f"{path}: holds YAML anchors or aliases, {why}: refused")
+        run = OmegaConf.create(text)
+    except ConfigError:
+        raise
     except Exception as e:  # YAML and OmegaConf errors of every kind
         raise ConfigError(f"{path}: not a readable run config ({type(e).__name__})") from None
     if not isinstance(run, DictConfig):

@@ -137,10 +137,20 @@ def load_estimator(path: str | Path, device: str | torch.device = "cpu") -> torc
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given."""
+    """``auto`` -> CUDA when available, else CPU; anything else as given.
+
+    Raises:
+        DataError: not a device name, or CUDA without a visible GPU.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise DataError(f"device={device!r} is not a device ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device={device} but no GPU is visible on this machine: use device=cpu")
+    return device
 
 
 class Lifter:

@@ -198,20 +198,21 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     validate(cfg)
     check_devices(cfg)
     check_checkpoints(cfg)
-    out = prepare_run_folder(cfg)
+    runfolder.check_new_run(output_dir(cfg), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.check()
+    model = build_model(cfg)  # (loads and checks model.estimator_ckpt / augmentor_ckpt)
+    if cfg.get("ckpt_path"):  # one line for a checkpoint of another model, before fit
+        ckpt = read_checkpoint(cfg.ckpt_path, "ckpt_path")
+        check_fits(model, ckpt["state_dict"], cfg.ckpt_path, "ckpt_path",
+                   any_shape=("pool3d.", "pool2d."))  # fmt: skip
+    out = prepare_run_folder(cfg)  # the run's first file, once every check above has passed
     commit = tracking.git_commit()
     write_text_atomic(
         out / "config_resolved.yaml",
         f"# git commit: {commit}\n" + OmegaConf.to_yaml(cfg, resolve=True),
     )
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = hydra.utils.instantiate(cfg.data)
-    dm.check()
-    model = build_model(cfg)
-    if cfg.get("ckpt_path"):  # one line for a checkpoint of another model, before fit
-        ckpt = read_checkpoint(cfg.ckpt_path, "ckpt_path")
-        check_fits(model, ckpt["state_dict"], cfg.ckpt_path, "ckpt_path",
-                   any_shape=("pool3d.", "pool2d."))  # fmt: skip
     trainer = build_trainer(cfg, extra_callbacks)
     try:
         config = OmegaConf.to_container(cfg, resolve=True)

@@ -33,6 +33,9 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
     path = Path(path).expanduser()
     data = load_npz(path, ("pose3d", "pose2d"), optional=("cam",))
     pose3d, pose2d = data["pose3d"], data["pose2d"]
+    for key, arr in (("pose3d", pose3d), ("pose2d", pose2d)):
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+            raise DataError(f"{path}: '{key}' is not a numeric array")
     if pose2d.ndim == 3 and pose2d.shape[1:] == (17, 2) and np.isfinite(pose2d).all():
         ok = np.ones(pose2d.shape[:2], bool)
         if coco_likeness(pose2d, ok) < 1:

@@ -353,4 +353,7 @@ def build_datamodule(cfg: dict, source) -> PoseDataModule:
         checked_arguments(args, PoseDataModule, cls, owner=cls.__name__)
     except SpecError as e:
         raise DataError(f"{source}: {e}") from None
+    sets = args.get("cross_sets") or {}
+    if not isinstance(sets, dict) or not all(isinstance(v, str) for v in sets.values()):
+        raise DataError(f"{source}: data.cross_sets must map names to file paths")
     return cls(**args)

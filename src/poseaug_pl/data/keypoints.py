@@ -209,6 +209,17 @@ def read_keypoints(path: str | Path) -> Keypoints:
                 return from_array(npz[key or npz.files[0]], path)
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        MemoryError,
+    ) as e:  # damaged content
         raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     raise DataError(f"{path}: unsupported input type '{suffix}' (expected .json, .npz or .npy)")

@@ -45,6 +45,11 @@ LEGACY_TARGETS: dict[str, tuple[str, str]] = {
 }
 
 
+#: The largest integer a spec may give (a width or a count): larger ones are no network of
+#: this field's, and a file must not make loading build a huge one.
+MAX_INT = 1 << 13
+
+
 class SpecError(ValueError):
     """A network spec that names an unknown network or carries an argument it cannot take."""
 
@@ -99,7 +104,7 @@ def checked_arguments(args: dict, *classes: type, owner: str) -> dict:
         if kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
             raise SpecError(f"{owner} takes no argument {key!r}")
         if not is_plain(value):
-            raise SpecError(f"{owner}'s {key!r} must be plain data, got {type(value).__name__}")
+            raise SpecError(f"{owner}: {key!r} must be plain data, got {type(value).__name__}")
     return args
 
 
@@ -112,7 +117,11 @@ def network_arguments(role: str, spec: dict | None) -> dict:
     """
     name = network_name(role, spec)
     args = {k: v for k, v in (spec or {}).items() if k not in ("name", "_target_")}
-    return checked_arguments(args, NETWORKS[role][name], owner=f"the {role} {name!r}")
+    owner = f"the {role} {name!r}"
+    for key, value in args.items():
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise SpecError(f"{owner}: {key!r} is {value}, above {MAX_INT}")
+    return checked_arguments(args, NETWORKS[role][name], owner=owner)
 
 
 def build(role: str, spec: dict | None) -> nn.Module:
