@@ -304,3 +304,22 @@ def test_predict_on_cuda_without_a_gpu_is_one_line(tiny_ckpt, tmp_path):
         resolve_device("cuda")
     with pytest.raises(DataError, match="is not a device"):
         resolve_device("gpu7")
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tiny_ckpt, tmp_path):
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    key = next(k for k in ckpt["state_dict"] if k.startswith("estimator.") and "weight" in k)
+    ckpt["state_dict"][key] = torch.full_like(ckpt["state_dict"][key], float("nan"))
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    with pytest.raises(DataError, match=r"nan\.ckpt: .*holds NaN or inf"):
+        load_estimator(tmp_path / "nan.ckpt")
+
+
+def test_a_resume_state_of_the_wrong_kind_is_refused(tiny_ckpt):
+    from poseaug_pl.train import check_resumable
+
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    check_resumable(ckpt, tiny_ckpt)
+    for key, value in (("loops", "garbage"), ("augmentor_steps", "abc"), ("rng_cpu", [1])):
+        with pytest.raises(DataError, match=f"its {key} is not of the right kind"):
+            check_resumable({**ckpt, key: value}, "x.ckpt")

@@ -83,6 +83,8 @@ def check_fits(net: nn.Module, state: dict, path, what: str, here=None, there=No
         theirs = state[k]
         if not isinstance(theirs, torch.Tensor):
             raise DataError(f"{path}: {what}'s {k} is not a tensor ({type(theirs).__name__})")
+        if theirs.is_floating_point() and not k.startswith("pool") and not theirs.isfinite().all():
+            raise DataError(f"{path}: {what}'s {k} holds NaN or inf (a diverged model)")
         if theirs.shape != v.shape and not k.startswith(any_shape):
             shapes = f"{tuple(theirs.shape)} there and {tuple(v.shape)} here"
             raise DataError(f"{path}: {what} does not fit this model: {k} is {shapes}{specs}")

@@ -113,10 +113,15 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
             f"no pose has all {NUM_JOINTS} joints with a score of at least "
             f"min_score={min_score} (after filling from neighbouring frames)"
         )
-    norm = normalize_screen_coordinates(
-        torch.from_numpy(xy16), torch.from_numpy(size[:, 0:1]), torch.from_numpy(size[:, 1:2])
-    ).numpy()
-    return Prepared(norm.astype(np.float32), valid, layout, int((have & ~ok16).sum()),
+    norm = (
+        normalize_screen_coordinates(
+            torch.from_numpy(xy16), torch.from_numpy(size[:, 0:1]), torch.from_numpy(size[:, 1:2])
+        )
+        .numpy()
+        .astype(np.float32)
+    )
+    valid = valid & np.isfinite(norm).all((1, 2))  # (pixels beyond float32's range: not a pose)
+    return Prepared(norm, valid, layout, int((have & ~ok16).sum()),
                     beyond.any(1), int(beyond.sum()))  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -164,6 +165,11 @@ def check_resumable(ckpt: dict, path) -> None:
     if not why and not (isinstance(states, list) and len(states) == len(NETWORKS)):
         n = len(states) if isinstance(states, list) else "no list of"
         why = f"it holds {n} optimizer states, not the {len(NETWORKS)} of a PoseAug run"
+    kinds = {"loops": dict, "epoch": int, "global_step": int, "augmentor_steps": int,
+             "rng_cpu": torch.Tensor}  # fmt: skip
+    bad = [k for k, kind in kinds.items() if k in ckpt and not isinstance(ckpt[k], kind)]
+    if not why and bad:
+        why = f"its {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not of the right kind"
     if why:
         raise DataError(
             f"{path}: ckpt_path cannot resume from this checkpoint: {why}; resume from a "
