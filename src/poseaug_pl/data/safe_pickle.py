@@ -1,7 +1,7 @@
 """Reading pickled data from files others made, without running their code.
 
-``np.load(..., allow_pickle=True)`` and ``pickle.load`` call whatever a file names: a crafted
-``.npz`` runs arbitrary code while it loads. Here object arrays (VideoPose3D's
+NumPy's pickle-allowing load and the standard library's unpickler call whatever a file names:
+a crafted ``.npz`` runs arbitrary code while it loads. Here object arrays (VideoPose3D's
 ``positions_3d`` / ``positions_2d`` / ``metadata`` dicts) and whole pickle files are unpickled
 by `RestrictedUnpickler`, which resolves only the globals numpy arrays, dtypes and scalars need
 (`ADMITTED`); dicts, lists, tuples, sets, strings, bytes, numbers, ``None`` and booleans need
@@ -265,7 +265,8 @@ def _load(file: BinaryIO, path, encoding: str = "ASCII", member: str | None = No
 
 
 def safe_pickle_load(file: BinaryIO, path: str | Path, encoding: str = "ASCII") -> Any:
-    """``pickle.load(file, encoding=encoding)`` that reads data but never runs code.
+    """Unpickle a whole file (``encoding`` as the standard unpickler takes it) without running
+    code: only `ADMITTED` globals resolve.
 
     Args:
         file: a binary file object positioned at the pickle.
