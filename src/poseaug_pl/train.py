@@ -145,15 +145,22 @@ TRAINING_STATE = {
 }
 
 
-def check_checkpoints(cfg: DictConfig) -> None:
+def check_checkpoints(cfg: DictConfig) -> dict | None:
     """Refuse a missing or unreadable checkpoint setting before any data is loaded, and a
-    ``ckpt_path`` without the training state a resume restores (a weights-only checkpoint)."""
+    ``ckpt_path`` without the training state a resume restores (a weights-only checkpoint).
+
+    Returns:
+        the ``ckpt_path`` checkpoint as read (None without one).
+    """
+    resumed = None
     for key in ("ckpt_path", "model.estimator_ckpt", "model.augmentor_ckpt"):
         path = OmegaConf.select(cfg, key, default=None)
         if path:
             ckpt = read_checkpoint(path, key)
             if key == "ckpt_path":
                 check_resumable(ckpt, path)
+                resumed = ckpt
+    return resumed
 
 
 def check_resumable(ckpt: dict, path) -> None:
@@ -203,15 +210,14 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     """
     validate(cfg)
     check_devices(cfg)
-    check_checkpoints(cfg)
+    resumed = check_checkpoints(cfg)
     runfolder.check_new_run(output_dir(cfg), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = hydra.utils.instantiate(cfg.data)
     dm.check()
     model = build_model(cfg)  # (loads and checks model.estimator_ckpt / augmentor_ckpt)
-    if cfg.get("ckpt_path"):  # one line for a checkpoint of another model, before fit
-        ckpt = read_checkpoint(cfg.ckpt_path, "ckpt_path")
-        check_fits(model, ckpt["state_dict"], cfg.ckpt_path, "ckpt_path",
+    if resumed is not None:  # one line for a checkpoint of another model, before fit
+        check_fits(model, resumed["state_dict"], cfg.ckpt_path, "ckpt_path",
                    any_shape=("pool3d.", "pool2d."))  # fmt: skip
     out = prepare_run_folder(cfg)  # the run's first file, once every check above has passed
     commit = tracking.git_commit()
