@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from poseaug_pl.camera import image_coordinates
 from poseaug_pl.data import generate
-from poseaug_pl.layouts import coco_like
+from poseaug_pl.data.layouts import coco_like
+from poseaug_pl.geometry.camera import image_coordinates
 
 
 def coco_input(n: int, path: Path) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from poseaug_pl import skeleton
 from poseaug_pl.data.poseset import load_npz
+from poseaug_pl.geometry import skeleton
 
 
 def bone_templates(root: Path) -> dict[str, list[float]]:

@@ -34,8 +34,8 @@ import argparse
 import numpy as np
 import torch
 
-from poseaug_pl import skeleton as sk
-from poseaug_pl.metrics import joint_errors
+from poseaug_pl.evaluation.metrics import joint_errors
+from poseaug_pl.geometry import skeleton as sk
 from poseaug_pl.utils import format_table
 
 LIMB_JOINTS = sk.LIMB_JOINTS

@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from poseaug_pl import skeleton as sk
 from poseaug_pl.data.cross import load_cross_set
 from poseaug_pl.data.h36m import load_h36m
+from poseaug_pl.geometry import skeleton as sk
 from poseaug_pl.utils import format_table
 
 SHIFTS = ("hip_drop", "hip_forward")
@@ -101,8 +101,8 @@ def probe(ckpt: str, cross, reference: torch.Tensor) -> list[dict]:
     its own 2D and from 2D re-projected (through a pinhole fitted per pose) with the joints
     placed as the reference places them; score every variant against the cross set's own
     targets. Rows: MPJPE, limb-joint and other-joint errors in mm."""
-    from poseaug_pl.camera import fit_pinhole, project_to_2d
-    from poseaug_pl.lifter import Lifter
+    from poseaug_pl.geometry.camera import fit_pinhole, project_to_2d
+    from poseaug_pl.inference.lifter import Lifter
 
     lifter = Lifter.from_checkpoint(ckpt, flip=True)
     pose3d = cross.pose3d.double()

@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO
 from helpers import load_script
-from poseaug_pl import camera
+from poseaug_pl.geometry import camera
 
 SCRIPT = REPO / "scripts" / "augmentation_views.py"
 

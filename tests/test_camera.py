@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from poseaug_pl import camera, rotation
-from poseaug_pl import skeleton as sk
+from poseaug_pl.geometry import camera, rotation
+from poseaug_pl.geometry import skeleton as sk
 
 
 def random_rotation(n, seed=0):
@@ -186,7 +186,7 @@ def test_orbit_camera_up_is_a_rigid_motion_that_keeps_the_pivot():
 
 
 def test_raising_the_camera_by_an_angle_raises_the_implied_elevation_by_it():
-    from poseaug_pl.plausibility import camera_elevation_deg
+    from poseaug_pl.geometry.plausibility import camera_elevation_deg
 
     pose = torch.zeros(1, 16, 3)
     pose[0, :, 2] = 4.0
@@ -220,7 +220,7 @@ def test_raise_randomly_turns_each_pose_about_its_root_within_the_range():
     b = camera.raise_randomly(pose, 10.0, 30.0, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)  # a seeded generator: reproducible
     torch.testing.assert_close(a[:, 0], pose[:, 0])  # roots stay
-    from poseaug_pl.plausibility import camera_elevation_deg
+    from poseaug_pl.geometry.plausibility import camera_elevation_deg
 
     e = camera_elevation_deg(a)
     assert e.min() >= 10 - 1e-3 and e.max() <= 30 + 1e-3 and e.max() - e.min() > 15

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from poseaug_pl import camera
 from poseaug_pl.data import (
     DataError,
     EpochSampler,
@@ -13,6 +12,7 @@ from poseaug_pl.data import (
     SyntheticDataModule,
     TensorBatches,
 )
+from poseaug_pl.geometry import camera
 
 
 def small_synthetic(**kw):
@@ -164,7 +164,7 @@ def test_h36m_datamodule_on_real_data(h36m, h36m_cache):
 
 
 def test_raised_camera_adds_refilmed_copies_of_the_test_sets(tmp_path):
-    from poseaug_pl.plausibility import camera_elevation_deg
+    from poseaug_pl.geometry.plausibility import camera_elevation_deg
 
     path = tmp_path / "mini.npz"  # a cross set without calibration: a pinhole is fitted
     x = torch.as_tensor(small_synthetic().load_splits()[1]["synthetic"].pose3d[:200])

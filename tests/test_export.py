@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from helpers import cli
 from poseaug_pl.export import export_onnx
-from poseaug_pl.lifter import load_estimator
+from poseaug_pl.inference.lifter import load_estimator
 from poseaug_pl.models.registry import build
 from poseaug_pl.utils import CONFIG_DIR
 

@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from helpers import tiny_cfg
-from poseaug_pl import plausibility as pl
-from poseaug_pl import skeleton as sk
-from poseaug_pl.camera import project_to_2d
-from poseaug_pl.config import ConfigError, validate
+from poseaug_pl.geometry import plausibility as pl
+from poseaug_pl.geometry import skeleton as sk
+from poseaug_pl.geometry.camera import project_to_2d
+from poseaug_pl.geometry.rotation import axis_angle_to_matrix
 from poseaug_pl.models import KCSDiscriminator, Pose2DDiscriminator
-from poseaug_pl.module import PoseAugModule, definition_jitter_ranges
-from poseaug_pl.rotation import axis_angle_to_matrix
 from poseaug_pl.train import train
+from poseaug_pl.training.config import ConfigError, validate
+from poseaug_pl.training.module import PoseAugModule, definition_jitter_ranges
 from test_training import Spy, run_with_spy
 
 
@@ -229,7 +229,7 @@ def test_aug_norm_chooses_the_batchnorm_statistics_of_the_augmented_update(tmp_p
 
     m = _module(tmp_path, f"model.aug_norm={norm}")
     m.estimator.register_forward_pre_hook(record)
-    from poseaug_pl.module import bn_running_statistics, frozen_bn_statistics
+    from poseaug_pl.training.module import bn_running_statistics, frozen_bn_statistics
 
     m.train()
     with (
@@ -270,7 +270,7 @@ def test_discriminator_kaiming_init_has_he_std(cls):
 
 
 def test_quaternion_rotation_matches_axis_angle_and_round_trips():
-    from poseaug_pl.rotation import quaternion_to_axis_angle, quaternion_to_matrix
+    from poseaug_pl.geometry.rotation import quaternion_to_axis_angle, quaternion_to_matrix
 
     torch.manual_seed(0)
     r = torch.nn.functional.normalize(torch.randn(64, 3, dtype=torch.float64), dim=-1)
@@ -523,7 +523,7 @@ def test_d2d_real_views_out_of_range_is_refused(tmp_path):
 
 
 def test_view_diversity_loss_rewards_rotations_apart_up_to_its_cap():
-    from poseaug_pl.losses import view_diversity_loss
+    from poseaug_pl.training.losses import view_diversity_loss
 
     def about_y(deg):
         return axis_angle_to_matrix(torch.tensor([[0.0, math.radians(deg), 0.0]]))
@@ -590,7 +590,7 @@ def test_draw_rotation_is_the_forward_pass_rotation_without_the_other_branches(r
 
 
 def test_elevation_diversity_counts_higher_and_lower_views_not_turns():
-    from poseaug_pl.losses import elevation_diversity_loss
+    from poseaug_pl.training.losses import elevation_diversity_loss
 
     pose = sk.root_relative(_upright_pose()).expand(8, 16, 3)  # seen from a level camera
 

@@ -5,10 +5,10 @@ import time
 import pytest
 import torch
 
-from poseaug_pl import skeleton as sk
-from poseaug_pl.camera import H36M_SUBJECTS, h36m_cameras, project_to_2d
 from poseaug_pl.data import load_h36m
 from poseaug_pl.data.synthetic import BONE_TEMPLATES
+from poseaug_pl.geometry import skeleton as sk
+from poseaug_pl.geometry.camera import H36M_SUBJECTS, h36m_cameras, project_to_2d
 
 pytestmark = pytest.mark.realdata
 

@@ -27,7 +27,7 @@ def _pair(errors_mm, n=10):
 
 def test_limb_joints_are_the_knees_feet_elbows_and_wrists():
     hr = _script()
-    from poseaug_pl import skeleton as sk
+    from poseaug_pl.geometry import skeleton as sk
 
     names = {sk.JOINT_NAMES[j] for j in hr.LIMB_JOINTS}
     assert names == {"r_knee", "r_foot", "l_knee", "l_foot", "l_elbow", "l_wrist", "r_elbow",

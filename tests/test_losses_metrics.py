@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from poseaug_pl import losses, metrics
-from poseaug_pl import skeleton as sk
-from poseaug_pl.rotation import axis_angle_to_matrix
+from poseaug_pl.evaluation import metrics
+from poseaug_pl.geometry import skeleton as sk
+from poseaug_pl.geometry.rotation import axis_angle_to_matrix
+from poseaug_pl.training import losses
 
 
 def random_poses(n, seed=0, dtype=torch.float64):

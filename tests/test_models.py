@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from poseaug_pl import skeleton as sk
 from poseaug_pl.data import generate
-from poseaug_pl.losses import mpjpe_loss
+from poseaug_pl.geometry import skeleton as sk
 from poseaug_pl.models import (
     ESTIMATORS,
     Augmentor,
@@ -13,6 +12,7 @@ from poseaug_pl.models import (
     Pose2DDiscriminator,
     SemGCN,
 )
+from poseaug_pl.training.losses import mpjpe_loss
 
 #: Trainable parameters of the original implementations (counted from their layer shapes).
 ORIGINAL_PARAMS = {"videopose": 8_485_933, "simplebaseline": 4_288_557, "semgcn": 434_703,
@@ -114,7 +114,7 @@ def test_rt_is_rigid_and_in_front_of_the_camera(augmented):
 
 
 def test_augmentor_projects_through_each_samples_camera(augmented, batch):
-    from poseaug_pl.camera import project_to_2d
+    from poseaug_pl.geometry.camera import project_to_2d
 
     _, out = augmented
     torch.testing.assert_close(out["rt_2d"], project_to_2d(out["rt"], batch[2]))

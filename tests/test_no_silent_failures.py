@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import TINY, cli, tiny_cfg
-from poseaug_pl.config import ConfigError, TrainingDiverged, validate
 from poseaug_pl.data import DataError, generate, load_cross_set
 from poseaug_pl.data import h36m as h36m_module
-from poseaug_pl.layouts import COCO_FROM_16, coco_like
+from poseaug_pl.data.layouts import COCO_FROM_16, coco_like
 from poseaug_pl.train import build_model, check_checkpoints, train
+from poseaug_pl.training.config import ConfigError, TrainingDiverged, validate
 from poseaug_pl.utils import atomic_output
 
 FIXTURE_REUSE = HealthCheck.function_scoped_fixture  # tmp_path is reused: files are rewritten
@@ -289,7 +289,7 @@ def _collapse_in_epoch_1(self):
 
 @pytest.mark.parametrize("mode", ["warn", "stop", "restore"])
 def test_on_collapse_warns_stops_or_restores(tmp_path, monkeypatch, caplog, mode):
-    from poseaug_pl.module import PoseAugModule
+    from poseaug_pl.training.module import PoseAugModule
 
     monkeypatch.setattr(PoseAugModule, "collapse_reason", _collapse_in_epoch_1)
     cfg = tiny_cfg(tmp_path, f"model.on_collapse={mode}", "trainer.log_every_n_steps=2",

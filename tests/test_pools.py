@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from poseaug_pl.pools import FakePool
+from poseaug_pl.training.pools import FakePool
 
 
 def test_filling_pool_stores_and_returns_every_sample():

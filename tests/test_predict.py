@@ -12,10 +12,9 @@ from matplotlib import animation
 
 from helpers import cli
 from poseaug_pl import Lifter
-from poseaug_pl.camera import image_coordinates
 from poseaug_pl.data import DataError
 from poseaug_pl.data.keypoints import read_keypoints
-from poseaug_pl.layouts import (
+from poseaug_pl.data.layouts import (
     LayoutError,
     check_layout,
     coco_like,
@@ -23,7 +22,8 @@ from poseaug_pl.layouts import (
     fill_from_track,
     to_poseaug16,
 )
-from poseaug_pl.module import PoseAugModule
+from poseaug_pl.geometry.camera import image_coordinates
+from poseaug_pl.training.module import PoseAugModule
 
 W, H = 1000, 800
 

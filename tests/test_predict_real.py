@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from helpers import cli
-from poseaug_pl import skeleton as sk
-from poseaug_pl.camera import h36m_cameras, project_to_2d, world_to_camera
 from poseaug_pl.data.h36m import TEST_SUBJECTS
+from poseaug_pl.geometry import skeleton as sk
+from poseaug_pl.geometry.camera import h36m_cameras, project_to_2d, world_to_camera
 
 pytestmark = pytest.mark.realdata
 

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from helpers import TINY_CSV, cli
 from poseaug_pl.compare import read_log
-from poseaug_pl.module import PoseAugModule
 from poseaug_pl.sweep import objective
+from poseaug_pl.training.module import PoseAugModule
 from poseaug_pl.utils import CONFIG_DIR
 
 NETWORKS = ("augmentor", "d3d", "d2d", "estimator")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from poseaug_pl import skeleton as sk
+from poseaug_pl.geometry import skeleton as sk
 
 
 def random_pose(*batch, dtype=torch.float64, seed=0):

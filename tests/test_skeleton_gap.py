@@ -8,7 +8,7 @@ import torch
 
 from conftest import REPO
 from helpers import load_script
-from poseaug_pl import skeleton as sk
+from poseaug_pl.geometry import skeleton as sk
 
 SCRIPT = REPO / "scripts" / "skeleton_gap.py"
 HUMANEVA = REPO.parent / "shared" / "data" / "humaneva" / "humaneva_train_16j.npz"

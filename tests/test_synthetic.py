@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from helpers import load_script
-from poseaug_pl import skeleton as sk
-from poseaug_pl.camera import project_to_2d
 from poseaug_pl.data import generate
 from poseaug_pl.data.synthetic import ACTIONS, BONE_TEMPLATES
+from poseaug_pl.geometry import skeleton as sk
+from poseaug_pl.geometry.camera import project_to_2d
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from helpers import TINY, tiny_cfg
-from poseaug_pl import tracking
 from poseaug_pl.data import synthetic
 from poseaug_pl.models import Augmentor, augmentation_parameters
 from poseaug_pl.train import train
+from poseaug_pl.training import tracking
 from poseaug_pl.utils import CONFIG_DIR
 
 #: Keys every PoseAug run logs, grouped by dashboard panel.

@@ -133,7 +133,7 @@ def test_checkpoint_holds_plain_hparams_and_loads_safely(tmp_path):
 def test_estimator_ckpt_initialises_the_estimator(tmp_path):
     base = tmp_path / "base"
     train(tiny_cfg(base, "test=false", "augment=false", "trainer.max_epochs=1"))
-    from poseaug_pl.module import PoseAugModule
+    from poseaug_pl.training.module import PoseAugModule
 
     cfg = tiny_cfg(tmp_path / "aug", f"model.estimator_ckpt={base / 'checkpoints/last.ckpt'}")
     import hydra
@@ -219,7 +219,7 @@ def test_h36m_experiment_without_data_says_where_it_looked(tmp_path):
 def test_augmented_batches_leave_bn_running_statistics_alone():
     from torch import nn
 
-    from poseaug_pl.module import frozen_bn_statistics
+    from poseaug_pl.training.module import frozen_bn_statistics
 
     net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8)).train()
     before = net[1].running_mean.clone()
@@ -281,7 +281,7 @@ def test_resume_in_place_appends_to_the_csv_log(tmp_path):
 def test_run_checkpoint_keeps_its_best_score_in_a_new_folder(tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from poseaug_pl.resume import RunCheckpoint
+    from poseaug_pl.training.resume import RunCheckpoint
 
     old = tmp_path / "old" / "checkpoints"
     old.mkdir(parents=True)
@@ -306,7 +306,7 @@ def test_run_checkpoint_keeps_its_best_score_in_a_new_folder(tmp_path):
 
 
 def test_run_checkpoint_forgets_a_best_file_that_no_longer_exists(tmp_path):
-    from poseaug_pl.resume import RunCheckpoint
+    from poseaug_pl.training.resume import RunCheckpoint
 
     gone = str(tmp_path / "old" / "checkpoints" / "best.ckpt")
     state = {"monitor": "val/mpjpe", "best_model_score": torch.tensor(42.0), "dirpath":

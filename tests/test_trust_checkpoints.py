@@ -13,12 +13,12 @@ import yaml
 
 from helpers import TINY, cli
 from poseaug_pl import Lifter
-from poseaug_pl.ckpt import load_module
 from poseaug_pl.data import DataError, build_datamodule
 from poseaug_pl.evaluate import run_experiment
-from poseaug_pl.lifter import load_estimator
+from poseaug_pl.inference.lifter import load_estimator
+from poseaug_pl.models.ckpt import load_module
 from poseaug_pl.models.registry import SpecError, build, canonical_spec
-from poseaug_pl.module import PoseAugModule
+from poseaug_pl.training.module import PoseAugModule
 
 
 def crafted(src, dst, **hyper_parameters):
@@ -271,8 +271,8 @@ def test_a_checkpoints_sizes_allocate_nothing_before_its_weights_match(tiny_ckpt
 def test_a_run_config_with_yaml_aliases_or_of_any_size_is_refused_at_once(tiny_ckpt, tmp_path):
     import time
 
-    from poseaug_pl.config import ConfigError
     from poseaug_pl.evaluate import run_config
+    from poseaug_pl.training.config import ConfigError
 
     ckpt = run_folder(tmp_path, tiny_ckpt, {"_target_": "poseaug_pl.data.SyntheticDataModule"})
     bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
@@ -298,7 +298,7 @@ def test_a_run_folders_cross_sets_must_be_paths():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
 def test_predict_on_cuda_without_a_gpu_is_one_line(tiny_ckpt, tmp_path):
-    from poseaug_pl.lifter import resolve_device
+    from poseaug_pl.inference.lifter import resolve_device
 
     with pytest.raises(DataError, match="device=cuda but no GPU is visible.*device=cpu"):
         resolve_device("cuda")

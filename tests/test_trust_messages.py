@@ -22,9 +22,14 @@ import torch
 
 from helpers import cli
 from poseaug_pl import Lifter
-from poseaug_pl.camera import h36m_cameras, image_coordinates, project_to_2d, world_to_camera
-from poseaug_pl.layouts import LayoutError, coco_like, detect_layout, layout_votes
-from poseaug_pl.lifter import OUTSIDE_MARGIN
+from poseaug_pl.data.layouts import LayoutError, coco_like, detect_layout, layout_votes
+from poseaug_pl.geometry.camera import (
+    h36m_cameras,
+    image_coordinates,
+    project_to_2d,
+    world_to_camera,
+)
+from poseaug_pl.inference.lifter import OUTSIDE_MARGIN
 from poseaug_pl.utils import CONFIG_DIR
 
 W, H = 1000, 800

@@ -11,9 +11,14 @@ import pytest
 import torch
 
 from helpers import TINY, cli, tiny_cfg
-from poseaug_pl.config import ConfigError, TrainingDiverged, check_devices, check_warmup_steps
 from poseaug_pl.data import DataError
 from poseaug_pl.train import build_model, check_checkpoints, train
+from poseaug_pl.training.config import (
+    ConfigError,
+    TrainingDiverged,
+    check_devices,
+    check_warmup_steps,
+)
 
 #: A tiny baseline (the fastest real run); its checkpoints are what the tests start from.
 BASE = [*TINY, "augment=false", "test=false"]
@@ -172,7 +177,7 @@ def test_the_runs_own_best_checkpoint_still_carries_over(tmp_path, source, outsi
 
 
 def test_nothing_is_carried_without_knowing_the_resumed_checkpoint(tmp_path):
-    from poseaug_pl.resume import RunCheckpoint
+    from poseaug_pl.training.resume import RunCheckpoint
 
     old = tmp_path / "old"
     old.mkdir()

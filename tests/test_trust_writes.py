@@ -28,10 +28,10 @@ import pytest
 import torch
 
 from helpers import TINY, TINY_CSV, cli, tiny_cfg
-from poseaug_pl import checkpoint_io
-from poseaug_pl.checkpoint_io import AtomicCheckpointIO
-from poseaug_pl.config import ConfigError, WriteFailed
-from poseaug_pl.runfolder import check_new_run, clear_run, finished_run
+from poseaug_pl.training import checkpoint_io
+from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
+from poseaug_pl.training.config import ConfigError, WriteFailed
+from poseaug_pl.training.runfolder import check_new_run, clear_run, finished_run
 from poseaug_pl.utils import atomic_output, write_text_atomic
 
 #: A one-epoch baseline (small checkpoints, no augmentation figures), logged to CSV.
@@ -127,7 +127,7 @@ def test_atomic_output_keeps_the_old_file_and_maps_only_os_errors(tmp_path):
 def test_the_csv_log_is_rewritten_atomically(tmp_path, monkeypatch):
     import csv
 
-    from poseaug_pl.resume import AppendingCSVLogger
+    from poseaug_pl.training.resume import AppendingCSVLogger
 
     logger = AppendingCSVLogger(tmp_path, name="csv", version="")
     logger.log_metrics({"loss": 1.0}, step=0)
@@ -251,8 +251,8 @@ def _read_only_run(tmp_path: Path, command: str) -> tuple[subprocess.CompletedPr
 @pytest.fixture
 def keypoints(tmp_path) -> Path:
     """A small (N, 16, 3) pixel keypoint array with scores (the poseaug16 layout)."""
-    from poseaug_pl.camera import image_coordinates
     from poseaug_pl.data import generate
+    from poseaug_pl.geometry.camera import image_coordinates
 
     pixels = image_coordinates(generate(sequences=1, frames=8).pose2d[:8].double(), 1000, 1000)
     pixels = pixels.numpy()

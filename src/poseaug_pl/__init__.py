@@ -2,7 +2,7 @@
 PyTorch Lightning and Hydra.
 
 ``from poseaug_pl import Lifter`` lifts 2D keypoints with a trained checkpoint
-(`poseaug_pl.lifter`).
+(`poseaug_pl.inference.lifter`).
 """
 
 __version__ = "0.1.0"
@@ -12,7 +12,7 @@ __all__ = ["Lifter"]
 
 def __getattr__(name):  # keep ``import poseaug_pl`` light: the Lifter loads torch on first use
     if name == "Lifter":
-        from .lifter import Lifter
+        from poseaug_pl.inference.lifter import Lifter
 
         return Lifter
     raise AttributeError(f"module 'poseaug_pl' has no attribute {name!r}")

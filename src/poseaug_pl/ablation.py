@@ -15,8 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from .config import WriteFailed
-from .utils import format_table, write_text_atomic
+from poseaug_pl.training.config import WriteFailed
+from poseaug_pl.utils import format_table, write_text_atomic
 
 #: Runs of the ablation, in table order.
 RUNS = ("baseline", "control", "variant_a", "poseaug")

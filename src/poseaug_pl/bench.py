@@ -39,11 +39,11 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from . import losses
-from . import skeleton as sk
-from .cli import entry_point
-from .config import ConfigError, check_devices, validate
-from .train import build_model
+from poseaug_pl.cli import entry_point
+from poseaug_pl.geometry import skeleton as sk
+from poseaug_pl.train import build_model
+from poseaug_pl.training import losses
+from poseaug_pl.training.config import ConfigError, check_devices, validate
 
 log = logging.getLogger(__name__)
 

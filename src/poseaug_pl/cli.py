@@ -21,9 +21,9 @@ from hydra.errors import (
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from .config import ConfigError, TrainingDiverged, WriteFailed
-from .data import DataError
-from .utils import CONFIG_DIR
+from poseaug_pl.data import DataError
+from poseaug_pl.training.config import ConfigError, TrainingDiverged, WriteFailed
+from poseaug_pl.utils import CONFIG_DIR
 
 
 def fail(message, code: int = 2) -> None:

@@ -15,7 +15,7 @@ import math
 import sys
 from pathlib import Path
 
-from .utils import format_table
+from poseaug_pl.utils import format_table
 
 
 def load_metrics(run_dir: str | Path) -> dict:

@@ -22,15 +22,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from . import tracking
-from .checkpoint_io import AtomicCheckpointIO
-from .ckpt import load_module, read_checkpoint
-from .cli import entry_point
-from .config import ConfigError, check_devices, validate
-from .data import build_datamodule
-from .runfolder import make_folder
-from .train import metrics_table, output_dir, write_metrics
-from .utils import atomic_output
+from poseaug_pl.cli import entry_point
+from poseaug_pl.data import build_datamodule
+from poseaug_pl.models.ckpt import load_module, read_checkpoint
+from poseaug_pl.train import metrics_table, output_dir, write_metrics
+from poseaug_pl.training import tracking
+from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
+from poseaug_pl.training.config import ConfigError, check_devices, validate
+from poseaug_pl.training.runfolder import make_folder
+from poseaug_pl.utils import atomic_output
 
 
 def run_config_path(ckpt_path) -> Path:

@@ -16,11 +16,11 @@ import warnings
 import torch
 from omegaconf import DictConfig
 
-from .cli import entry_point
-from .config import ConfigError
-from .lifter import load_estimator
-from .skeleton import NUM_JOINTS
-from .utils import atomic_output, check_writable
+from poseaug_pl.cli import entry_point
+from poseaug_pl.geometry.skeleton import NUM_JOINTS
+from poseaug_pl.inference.lifter import load_estimator
+from poseaug_pl.training.config import ConfigError
+from poseaug_pl.utils import atomic_output, check_writable
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 

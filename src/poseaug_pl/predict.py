@@ -1,21 +1,21 @@
 """``python -m poseaug_pl.predict ckpt_path=CKPT input=FILE output=OUT.npz``: lift 2D keypoints.
 
 Reads a COCO keypoint file, a VideoPose3D custom 2D npz or a plain (N, J, 2|3) array
-(`poseaug_pl.data.keypoints`), converts it to PoseAug's 16 joints (`poseaug_pl.layouts`), fills
+(`poseaug_pl.data.keypoints`), converts it to PoseAug's 16 joints (`poseaug_pl.data.layouts`), fills
 missing joints from neighbouring frames of the same track, lifts every complete pose with the
-checkpoint's estimator (`poseaug_pl.lifter.Lifter`) and writes ``OUT.npz``:
+checkpoint's estimator (`poseaug_pl.inference.lifter.Lifter`) and writes ``OUT.npz``:
 
 * ``pose3d`` (N, 16, 3) float32 root-relative camera-frame metres (NaN where ``valid`` is false);
 * ``pose2d`` (N, 16, 2) float32 the normalised 2D input actually used (NaN where not valid);
 * ``valid`` (N,) bool; ``frame`` (N,) int64; ``track`` (N,) str (video name, ``""`` for lone
   images); ``image_id`` (N,) int64 (COCO image id, -1 elsewhere); ``joint_names`` (16,) str;
 * ``outside`` (N,) bool: the pose has a keypoint (score at least ``min_score``) more than 10% of
-  the image's larger side beyond an edge of its image (`poseaug_pl.lifter.OUTSIDE_MARGIN`).
+  the image's larger side beyond an edge of its image (`lifter.OUTSIDE_MARGIN`).
   Such poses are lifted all the same (``valid`` does not change) but their 3D is an
   extrapolation; the summary says how many poses and keypoints with one ``warning`` line.
 
 ``layout=auto`` takes the file's own layout, else guesses it from the joint count and geometry
-only with confidence (`poseaug_pl.layouts.detect_layout`): keypoints that look like no layout
+only with confidence (`poseaug_pl.data.layouts.detect_layout`): keypoints that look like no layout
 (noise) are refused. Bad input ends with one ``error:`` line, exit code 2 and no output file; an
 output file that cannot be written (read-only folder, disk full) with one ``error:`` line and
 exit code 1, every file written so far complete (each one atomically), the one that failed
@@ -29,13 +29,13 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from .cli import entry_point
-from .config import ConfigError
-from .data.keypoints import read_keypoints
-from .layouts import LAYOUTS
-from .lifter import Lifter, load_estimator, prepare
-from .skeleton import JOINT_NAMES
-from .utils import atomic_output, check_writable
+from poseaug_pl.cli import entry_point
+from poseaug_pl.data.keypoints import read_keypoints
+from poseaug_pl.data.layouts import LAYOUTS
+from poseaug_pl.geometry.skeleton import JOINT_NAMES
+from poseaug_pl.inference.lifter import Lifter, load_estimator, prepare
+from poseaug_pl.training.config import ConfigError
+from poseaug_pl.utils import atomic_output, check_writable
 
 
 def check(cfg: DictConfig) -> None:
@@ -111,7 +111,7 @@ def predict(cfg: DictConfig) -> dict:
 
 def _draw(cfg, pose2d, pose3d, valid, track) -> None:
     """The optional figure (a few frames) and animation (the first track's valid frames)."""
-    from . import viz
+    from poseaug_pl.evaluation import viz
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     rows = np.flatnonzero(valid)

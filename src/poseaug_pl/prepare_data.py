@@ -16,9 +16,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from .cli import entry_point
-from .data import PoseDataModule
-from .utils import format_table
+from poseaug_pl.cli import entry_point
+from poseaug_pl.data import PoseDataModule
+from poseaug_pl.utils import format_table
 
 
 def prepare(cfg: DictConfig) -> PoseDataModule:
@@ -30,7 +30,7 @@ def prepare(cfg: DictConfig) -> PoseDataModule:
     print(format_table(dm.summary()))
     print(f"loaded in {took:.1f}s")
     if cfg.figures:
-        from . import viz
+        from poseaug_pl.evaluation import viz
 
         out = Path(cfg.figures)
         sets = {"train": dm.train_set, **dm.test_sets}

@@ -17,7 +17,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .utils import atomic_output, format_table
+from poseaug_pl.utils import atomic_output, format_table
 
 log = logging.getLogger(__name__)
 

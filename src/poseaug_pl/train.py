@@ -26,16 +26,16 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from . import runfolder, tracking
-from .checkpoint_io import AtomicCheckpointIO
-from .ckpt import check_fits, read_checkpoint
-from .cli import entry_point
-from .config import check_devices, validate
-from .data import DataError
-from .health import NETWORKS
-from .resume import logged_step
-from .sweep import objective
-from .utils import format_table, write_text_atomic
+from poseaug_pl.cli import entry_point
+from poseaug_pl.data import DataError
+from poseaug_pl.models.ckpt import check_fits, read_checkpoint
+from poseaug_pl.sweep import objective
+from poseaug_pl.training import runfolder, tracking
+from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
+from poseaug_pl.training.config import check_devices, validate
+from poseaug_pl.training.health import NETWORKS
+from poseaug_pl.training.resume import logged_step
+from poseaug_pl.utils import format_table, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,9 @@ def os_error_behind(exc: BaseException) -> OSError | None:
 
 def write_failed(path: str | Path, error: BaseException, existed: bool | None = None):
     """The `config.WriteFailed` for ``path`` (one line: the file, the reason, what is left)."""
-    from .config import WriteFailed  # (lazy: keeps this module free of the package's imports)
+    from poseaug_pl.training.config import (
+        WriteFailed,  # (lazy: keeps this module free of the package's imports)
+    )
 
     os_error = os_error_behind(error) or error
     reason = getattr(os_error, "strerror", None) or str(os_error) or type(os_error).__name__
@@ -45,7 +47,7 @@ def write_failed(path: str | Path, error: BaseException, existed: bool | None = 
 
 
 def _is_write_failed(error: BaseException) -> bool:
-    from .config import WriteFailed
+    from poseaug_pl.training.config import WriteFailed
 
     return isinstance(error, WriteFailed)
 

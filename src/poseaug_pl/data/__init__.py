@@ -6,10 +6,10 @@ keypoints (`poseaug_pl.predict`, `poseaug_pl.export`) start quickly.
 
 from importlib import import_module
 
-from .cross import load_cross_set
-from .h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m
-from .poseset import DataError, PoseSet
-from .synthetic import generate
+from poseaug_pl.data.cross import load_cross_set
+from poseaug_pl.data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m
+from poseaug_pl.data.poseset import DataError, PoseSet
+from poseaug_pl.data.synthetic import generate
 
 _LAZY = {
     "DATAMODULES": "datamodule",

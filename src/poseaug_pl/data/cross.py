@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import skeleton
-from ..layouts import coco_likeness
-from .poseset import DataError, PoseSet, check_array, check_units, load_npz
+from poseaug_pl.data.layouts import coco_likeness
+from poseaug_pl.data.poseset import DataError, PoseSet, check_array, check_units, load_npz
+from poseaug_pl.geometry import skeleton
 
 
 def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
@@ -41,7 +41,7 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
         if coco_likeness(pose2d, ok) < 1:
             raise DataError(f"{path}: 'pose2d' has 17 joints in COCO's order (face first); "
                             "cross sets use Human3.6M's 17 or PoseAug's 16 joints (see "
-                            "poseaug_pl.layouts to convert)")  # fmt: skip
+                            "poseaug_pl.data.layouts to convert)")  # fmt: skip
     for key, arr, c in (("pose3d", pose3d, 3), ("pose2d", pose2d, 2)):
         if arr.ndim == 3 and arr.shape[1] in (17, 32) and arr.shape[2] == c:
             arr = skeleton.remap_joints(arr, skeleton.layout_for(arr.shape[1]))

@@ -19,14 +19,14 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from .. import skeleton
-from ..camera import elevation_range
-from .cross import load_cross_set
-from .h36m import FILE_3D, TEST_SUBJECTS, TRAIN_SUBJECTS, file_2d, load_h36m
-from .loader import EpochSampler, TensorBatches
-from .poseset import DataError, PoseSet
-from .synthetic import generate
-from .views import raise_camera
+from poseaug_pl.data.cross import load_cross_set
+from poseaug_pl.data.h36m import FILE_3D, TEST_SUBJECTS, TRAIN_SUBJECTS, file_2d, load_h36m
+from poseaug_pl.data.loader import EpochSampler, TensorBatches
+from poseaug_pl.data.poseset import DataError, PoseSet
+from poseaug_pl.data.synthetic import generate
+from poseaug_pl.data.views import raise_camera
+from poseaug_pl.geometry import skeleton
+from poseaug_pl.geometry.camera import elevation_range
 
 #: Test sets filmed by random cameras already: no raised-camera copy.
 RANDOM_VIEW_SETS = ("synthetic_wild",)
@@ -341,7 +341,7 @@ def build_datamodule(cfg: dict, source) -> PoseDataModule:
         DataError: an unknown datamodule, an unknown argument or a value that is not plain
             data (one line naming ``source``); the constructor's own ``ValueError``.
     """
-    from ..models.registry import SpecError, checked_arguments
+    from poseaug_pl.models.registry import SpecError, checked_arguments
 
     target = cfg.get("_target_")
     cls = DATAMODULES.get(target) if isinstance(target, str) else None

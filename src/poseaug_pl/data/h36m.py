@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import skeleton
-from ..camera import (
+from poseaug_pl.data.poseset import DataError, PoseSet, check_array, check_units, load_npz
+from poseaug_pl.geometry import skeleton
+from poseaug_pl.geometry.camera import (
     H36M_CAMERA_IDS,
     h36m_camera_arrays,
     h36m_cameras,
@@ -36,8 +37,7 @@ from ..camera import (
     project_to_2d,
     world_to_camera,
 )
-from ..utils import os_error_behind
-from .poseset import DataError, PoseSet, check_array, check_units, load_npz
+from poseaug_pl.utils import os_error_behind
 
 log = logging.getLogger(__name__)
 

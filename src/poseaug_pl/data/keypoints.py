@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .poseset import DataError
-from .safe_pickle import SafeNpz
+from poseaug_pl.data.poseset import DataError
+from poseaug_pl.data.safe_pickle import SafeNpz
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..skeleton import NUM_JOINTS
+from poseaug_pl.geometry.skeleton import NUM_JOINTS
 
 
 class DataError(ValueError):
@@ -47,7 +47,7 @@ class PoseSet:
         pose3d: (N, 16, 3) float32 camera-frame joints in metres (absolute; the root is not
             subtracted, so poses can be re-projected).
         pose2d: (N, 16, 2) float32 2D input in normalised screen coordinates.
-        cam: (N, 9) float32 normalised intrinsics (see `poseaug_pl.camera`), or None when the
+        cam: (N, 9) float32 normalised intrinsics (`geometry.camera`), or None when the
             source has no calibration (cross-dataset test sets).
         subject: (N,) int64 index into ``subjects``.
         action: (N,) int64 index into ``actions``.
@@ -115,7 +115,7 @@ def load_npz(path: str | Path, keys: tuple[str, ...], optional: tuple[str, ...] 
         DataError: a missing or unreadable file, a missing required key, or an object array that
             pickles anything but numpy arrays, dicts, lists, strings and numbers, in one line.
     """
-    from .safe_pickle import SafeNpz  # imports this module
+    from poseaug_pl.data.safe_pickle import SafeNpz  # imports this module
 
     path = Path(path)
     if not path.is_file():

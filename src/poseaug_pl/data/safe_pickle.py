@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .poseset import DataError
+from poseaug_pl.data.poseset import DataError
 
 _CHUNK = 1 << 20
 

@@ -18,10 +18,10 @@ import math
 
 import torch
 
-from .. import skeleton
-from ..camera import h36m_camera_arrays, project_to_2d, world_to_camera
-from ..rotation import euler_yxz_to_matrix, look_at
-from .poseset import PoseSet
+from poseaug_pl.data.poseset import PoseSet
+from poseaug_pl.geometry import skeleton
+from poseaug_pl.geometry.camera import h36m_camera_arrays, project_to_2d, world_to_camera
+from poseaug_pl.geometry.rotation import euler_yxz_to_matrix, look_at
 
 #: Mean bone lengths (metres, PoseAug bone order) of each Human3.6M subject, computed from
 #: ``data_3d_h36m.npz`` by ``scripts/bone_templates.py``. S1-S8 are the training templates.

@@ -15,8 +15,8 @@ import dataclasses
 
 import torch
 
-from ..camera import elevation_range, fit_pinhole, project_to_2d, raise_randomly
-from .poseset import DataError, PoseSet
+from poseaug_pl.data.poseset import DataError, PoseSet
+from poseaug_pl.geometry.camera import elevation_range, fit_pinhole, project_to_2d, raise_randomly
 
 #: Suffix of a raised-camera copy of a test set (``h36m`` -> ``h36m_raised``).
 RAISED_SUFFIX = "_raised"

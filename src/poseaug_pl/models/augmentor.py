@@ -11,9 +11,13 @@ import math
 import torch
 from torch import nn
 
-from .. import skeleton
-from ..camera import project_to_2d
-from ..rotation import axis_angle_to_matrix, quaternion_to_axis_angle, quaternion_to_matrix
+from poseaug_pl.geometry import skeleton
+from poseaug_pl.geometry.camera import project_to_2d
+from poseaug_pl.geometry.rotation import (
+    axis_angle_to_matrix,
+    quaternion_to_axis_angle,
+    quaternion_to_matrix,
+)
 
 #: Rotation parametrisations of the RT head.
 ROTATIONS = ("axis_angle", "quaternion")

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .. import skeleton
+from poseaug_pl.geometry import skeleton
 
 #: Bones of the five body parts the 3D discriminator judges separately.
 KCS_PARTS: dict[str, tuple[int, ...]] = {

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .. import skeleton
+from poseaug_pl.geometry import skeleton
 
 
 class Estimator(nn.Module):

@@ -16,9 +16,9 @@ import inspect
 
 from torch import nn
 
-from .augmentor import Augmentor
-from .discriminators import KCSDiscriminator, Pose2DDiscriminator
-from .estimators import STGCN, SemGCN, SimpleBaseline, VideoPose
+from poseaug_pl.models.augmentor import Augmentor
+from poseaug_pl.models.discriminators import KCSDiscriminator, Pose2DDiscriminator
+from poseaug_pl.models.estimators import STGCN, SemGCN, SimpleBaseline, VideoPose
 
 #: role -> name -> class: every network a spec may build.
 NETWORKS: dict[str, dict[str, type[nn.Module]]] = {

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import torch
 
-from .skeleton import NUM_JOINTS
+from poseaug_pl.geometry.skeleton import NUM_JOINTS
 
 #: Per-joint weights of the released feedback error (limb ends and knees/elbows count more).
 FEEDBACK_JOINT_WEIGHTS = (1, 5, 2, 1, 5, 2, 1, 1, 1, 1, 5, 2, 1, 5, 2, 1)

@@ -2,7 +2,7 @@
 
 Three layouts are understood (``layout=`` of `poseaug_pl.predict` and `poseaug_pl.Lifter`):
 
-* ``poseaug16``: the package's own order (`poseaug_pl.skeleton.JOINT_NAMES`); nothing changes.
+* ``poseaug16``: the package's own order (`geometry.skeleton.JOINT_NAMES`); nothing changes.
 * ``h36m17``: the common 17-joint Human3.6M order (VideoPose3D, PoseAug's 17-joint files): the
   same joints plus a neck/nose joint at index 9, which is dropped (as the data readers do).
 * ``coco``: the 17 COCO keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips, knees,
@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from .skeleton import H36M17_TO_16, NUM_JOINTS
+from poseaug_pl.geometry.skeleton import H36M17_TO_16, NUM_JOINTS
 
 LAYOUTS: tuple[str, ...] = ("poseaug16", "h36m17", "coco")
 NUM_LAYOUT_JOINTS = {"poseaug16": 16, "h36m17": 17, "coco": 17}

@@ -5,7 +5,7 @@
     pose3d = lifter.lift(keypoints, image_size=(1920, 1080), layout="coco")  # (N, 16, 3) metres
 
 The estimator takes PoseAug's 16 joints in normalised screen coordinates
-(`poseaug_pl.camera.normalize_screen_coordinates`: ``x / w * 2 - [1, h / w]``) and returns
+(`poseaug_pl.geometry.camera.normalize_screen_coordinates`: ``x / w * 2 - [1, h / w]``) and returns
 root-relative camera-frame joints in metres (x right, y down, z away from the camera).
 """
 
@@ -19,12 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .camera import normalize_screen_coordinates
-from .ckpt import build_network, load_weights, read_checkpoint, sub_state
-from .data.keypoints import Keypoints, from_array
-from .data.poseset import DataError
-from .layouts import LayoutError, check_layout, detect_layout, fill_from_track, to_poseaug16
-from .skeleton import NUM_JOINTS, flip_average
+from poseaug_pl.data.keypoints import Keypoints, from_array
+from poseaug_pl.data.layouts import (
+    LayoutError,
+    check_layout,
+    detect_layout,
+    fill_from_track,
+    to_poseaug16,
+)
+from poseaug_pl.data.poseset import DataError
+from poseaug_pl.geometry.camera import normalize_screen_coordinates
+from poseaug_pl.geometry.skeleton import NUM_JOINTS, flip_average
+from poseaug_pl.models.ckpt import build_network, load_weights, read_checkpoint, sub_state
 
 #: A keypoint lies *outside* the image when it is present (score at least ``min_score``) and
 #: more than this share of the image's larger side beyond an edge: ``x < -m``, ``x > w + m``,
@@ -72,7 +78,7 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
     Args:
         kp: keypoints as read (`poseaug_pl.data.keypoints.read_keypoints` or `from_array`).
         layout: ``auto`` (the file's own layout, else by joint count and geometry) or one of
-            `poseaug_pl.layouts.LAYOUTS`; a named layout the keypoints do not fit is refused.
+            `poseaug_pl.data.layouts.LAYOUTS`; a named layout the keypoints do not fit is refused.
         min_score: points scored below this are missing.
         fill: fill missing joints from the same track's neighbouring frames.
         image_size: ``(width, height)`` pixels, used where the file carries no image size.
@@ -80,7 +86,7 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
 
     Raises:
         DataError: no image size, a layout that does not fit (or, with ``auto``, none that can
-            be told with confidence: `poseaug_pl.layouts.detect_layout`), or no pose left to
+            be told with confidence: `poseaug_pl.data.layouts.detect_layout`), or no pose left to
             lift.
     """
     present = (kp.score >= min_score) & (kp.score > 0)  # a score of 0 is a missing point

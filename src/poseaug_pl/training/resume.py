@@ -28,8 +28,8 @@ from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from .config import WriteFailed
-from .utils import atomic_output
+from poseaug_pl.training.config import WriteFailed
+from poseaug_pl.utils import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from .skeleton import NUM_BONES, NUM_JOINTS, bone_directions, bone_lengths
+from poseaug_pl.geometry.skeleton import NUM_BONES, NUM_JOINTS, bone_directions, bone_lengths
 
 PCK_THRESHOLD = 0.150
 AUC_THRESHOLDS = tuple(round(i * 0.005, 3) for i in range(31))  # 0, 5, ..., 150 mm

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainingDiverged
-from .resume import logged_step
+from poseaug_pl.training.config import TrainingDiverged
+from poseaug_pl.training.resume import logged_step
 
 log = logging.getLogger(__name__)
 

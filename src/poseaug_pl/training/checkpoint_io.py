@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .utils import atomic_output
+from poseaug_pl.utils import atomic_output
 
 
 def _write(checkpoint: dict, file) -> None:

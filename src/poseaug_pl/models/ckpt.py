@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data.poseset import DataError
+from poseaug_pl.data.poseset import DataError
 
 
 def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
@@ -105,7 +105,7 @@ def hyper_parameters(ckpt: dict, path) -> dict:
     Raises:
         DataError: no hyper-parameters, a ``_``-prefixed key, or a value that is not plain data.
     """
-    from .models.registry import is_plain
+    from poseaug_pl.models.registry import is_plain
 
     hp = ckpt.get("hyper_parameters")
     if not isinstance(hp, dict) or "estimator" not in hp:
@@ -145,7 +145,7 @@ def build_network(ckpt: dict, path, role: str = "estimator") -> nn.Module:
         DataError: the checkpoint names an unknown network or argument, or weights that do not
             fit it (one line with the file).
     """
-    from .models.registry import build
+    from poseaug_pl.models.registry import build
 
     spec = hyper_parameters(ckpt, path).get(role)
     _fits_on_meta(lambda: build(role, spec), sub_state(ckpt, role), path,
@@ -171,7 +171,7 @@ def load_module(path, **overrides):
     """
     import inspect
 
-    from .module import PoseAugModule
+    from poseaug_pl.training.module import PoseAugModule
 
     ckpt = read_checkpoint(path)
     params = inspect.signature(PoseAugModule.__init__).parameters

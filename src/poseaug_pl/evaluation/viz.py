@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from . import skeleton  # noqa: E402
-from .utils import atomic_output  # noqa: E402
+from poseaug_pl.geometry import skeleton  # noqa: E402
+from poseaug_pl.utils import atomic_output  # noqa: E402
 
 LEFT_COLOR, RIGHT_COLOR, CENTRE_COLOR = "tab:blue", "tab:red", "0.25"
 

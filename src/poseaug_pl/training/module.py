@@ -31,18 +31,18 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import losses
-from . import skeleton as sk
-from .camera import elevation_range, project_to_2d, raise_randomly
-from .ckpt import load_module, load_weights, read_checkpoint, sub_state
-from .config import TrainingDiverged, check_warmup_steps
-from .data.poseset import DataError
-from .data.views import RAISED_SUFFIX
-from .health import HealthGuard
-from .metrics import PoseMetrics, mpjpe, pa_mpjpe
-from .models import registry
-from .plausibility import camera_elevation_deg
-from .pools import FakePool
+from poseaug_pl.data.poseset import DataError
+from poseaug_pl.data.views import RAISED_SUFFIX
+from poseaug_pl.evaluation.metrics import PoseMetrics, mpjpe, pa_mpjpe
+from poseaug_pl.geometry import skeleton as sk
+from poseaug_pl.geometry.camera import elevation_range, project_to_2d, raise_randomly
+from poseaug_pl.geometry.plausibility import camera_elevation_deg
+from poseaug_pl.models import registry
+from poseaug_pl.models.ckpt import load_module, load_weights, read_checkpoint, sub_state
+from poseaug_pl.training import losses
+from poseaug_pl.training.config import TrainingDiverged, check_warmup_steps
+from poseaug_pl.training.health import HealthGuard
+from poseaug_pl.training.pools import FakePool
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None,
                              strict=None, weights_only=None, **kwargs):  # fmt: skip
-        """Lightning's loader, made safe: `poseaug_pl.ckpt.load_module` (networks by name,
+        """Lightning's loader, made safe: `poseaug_pl.models.ckpt.load_module` (networks by name,
         tensors and plain data only; Lightning's ``_instantiator`` and ``hparams_file`` are
         not honoured). ``kwargs`` replace stored constructor arguments."""
         if hparams_file is not None:

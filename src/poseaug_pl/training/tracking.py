@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
-from . import viz
+from poseaug_pl.evaluation import viz
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from . import viz
-from .models import augmentation_parameters
-from .module import frozen_bn_statistics
-from .plausibility import augmentation_statistics, format_table
-from .resume import logged_step
-from .utils import write_text_atomic
+from poseaug_pl.evaluation import viz
+from poseaug_pl.geometry.plausibility import augmentation_statistics, format_table
+from poseaug_pl.models import augmentation_parameters
+from poseaug_pl.training.module import frozen_bn_statistics
+from poseaug_pl.training.resume import logged_step
+from poseaug_pl.utils import write_text_atomic
 
 log = logging.getLogger(__name__)
 

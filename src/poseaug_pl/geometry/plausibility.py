@@ -27,8 +27,8 @@ import math
 
 import torch
 
-from . import skeleton as sk
-from .models.augmentor import augmentation_parameters
+from poseaug_pl.geometry import skeleton as sk
+from poseaug_pl.models.augmentor import augmentation_parameters
 
 #: Joints of the spine used for uprightness and elevation: pelvis (root) and thorax.
 PELVIS, THORAX = 0, sk.THORAX

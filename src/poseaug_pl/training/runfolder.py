@@ -19,8 +19,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, WriteFailed
-from .utils import probe_folder, write_failed
+from poseaug_pl.training.config import ConfigError, WriteFailed
+from poseaug_pl.utils import probe_folder, write_failed
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class RunFolderCheck(Callback):
 
     @staticmethod
     def _check(config: DictConfig, key: str, training: bool) -> None:
-        from .cli import fail
+        from poseaug_pl.cli import fail
 
         folder = _job_folder(config, key)
         if folder is None:

@@ -8,9 +8,9 @@ import math
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .camera import elevation_range
-from .losses import LOSS_FORM
-from .models.registry import NETWORKS
+from poseaug_pl.geometry.camera import elevation_range
+from poseaug_pl.models.registry import NETWORKS
+from poseaug_pl.training.losses import LOSS_FORM
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, report tables and figures."""

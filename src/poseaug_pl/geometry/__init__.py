@@ -1,0 +1,1 @@
+"""Pose geometry: skeleton, cameras, rotations and plausibility measures."""

@@ -1,0 +1,1 @@
+"""Inference: lifting 2D keypoints of any layout to 3D."""

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its losses, schedules, checks, callbacks and run folders."""
