@@ -79,7 +79,6 @@ def test_every_experiment_composes_and_validates(experiment):
         cfg = compose("train", overrides=[f"experiment={experiment}", "paths.output_dir=/tmp/x"])
     validate(cfg)
     assert cfg.experiment_name == experiment
-    assert cfg.model.max_epochs == cfg.trainer.max_epochs
     if "h36m" in experiment:
         assert cfg.data._target_.endswith("H36MDataModule")
     if experiment.startswith("variant_a"):
@@ -120,7 +119,8 @@ def test_cpu_sized_experiments_cap_the_feedback_bands_unless_a_recipe_is_named(e
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=[f"experiment={experiment}", *overrides])
         m = cfg.model
-        return cfg.recipe, m.hard_ratio.start, m.hard_ratio.end, m.ba_half_width, m.rt_ratio.centre
+        h = m.hard_ratio
+        return cfg.recipe, h.start, h.end, h.ba_half_width, h.rt_centre
 
     assert bands() == ("capped", 1.5, 2.5, 0.5, 2.0)
     assert bands("recipe=released") == ("released", 3.0, 5.0, 2.0, 17.0)
@@ -132,12 +132,16 @@ def test_recipe_capped_caps_an_experiment_that_has_the_released_bands():
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         released = compose("train", overrides=["experiment=poseaug_h36m"])
         capped = compose("train", overrides=["experiment=poseaug_h36m", "recipe=capped"])
-    assert (released.recipe, released.model.hard_ratio.end, released.model.rt_ratio.centre) == (
+    assert (
+        released.recipe,
+        released.model.hard_ratio.end,
+        released.model.hard_ratio.rt_centre,
+    ) == (
         "released",
         5.0,
         17.0,
     )
-    assert (capped.recipe, capped.model.hard_ratio.end, capped.model.rt_ratio.centre) == (
+    assert (capped.recipe, capped.model.hard_ratio.end, capped.model.hard_ratio.rt_centre) == (
         "capped",
         2.5,
         2.0,

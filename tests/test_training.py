@@ -37,7 +37,7 @@ class Spy(L.Callback):
         self._key = (trainer.current_epoch, batch_idx)
         if batch_idx == 0:  # after the module's own epoch-start hook has set the rates
             lrs = [o.param_groups[0]["lr"] for o in trainer.optimizers]
-            self.epoch_values.append((pl_module.current_hard_ratio(), lrs))
+            self.epoch_values.append((pl_module.schedule.hard_ratio(), lrs))
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.snapshots.append({k: v.clone() for k, v in pl_module.estimator.state_dict().items()})

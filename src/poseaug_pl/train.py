@@ -34,6 +34,7 @@ from poseaug_pl.training import runfolder, tracking
 from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
 from poseaug_pl.training.config import check_devices, validate
 from poseaug_pl.training.health import NETWORKS
+from poseaug_pl.training.module import PoseAugModule
 from poseaug_pl.training.resume import logged_step
 from poseaug_pl.utils import format_table, write_text_atomic
 
@@ -47,9 +48,17 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def build_model(cfg: DictConfig) -> L.LightningModule:
-    """Instantiate the LightningModule with plain-dict arguments (checkpoint-safe hparams)."""
-    return hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+def build_model(cfg: DictConfig) -> PoseAugModule:
+    """The module with ``cfg.model``'s arguments as plain data (checkpoint-safe hparams),
+    initialised from ``model.estimator_ckpt`` / ``model.augmentor_ckpt`` when they are set."""
+    args = OmegaConf.to_container(cfg.model, resolve=True)
+    estimator_ckpt, augmentor_ckpt = args.pop("estimator_ckpt"), args.pop("augmentor_ckpt")
+    model = PoseAugModule(**args)
+    if estimator_ckpt:
+        model.load_estimator(estimator_ckpt)
+    if augmentor_ckpt:
+        model.load_augmentor(augmentor_ckpt)
+    return model
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks=()) -> L.Trainer:

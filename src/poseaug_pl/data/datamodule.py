@@ -141,7 +141,8 @@ class PoseDataModule(L.LightningDataModule):
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
 
     def train_dataloader(self) -> TensorBatches:
-        """Shuffled training batches (one loader object for the whole run)."""
+        """Shuffled training batches (one loader object for the whole run), in as many passes
+        per epoch as the module's schedule asks for (``train_passes()``)."""
         if self._train_loader is None:
             rank, world = self._rank()
             sampler = EpochSampler(len(self.train_set), True, self.seed, rank, world)
@@ -154,8 +155,10 @@ class PoseDataModule(L.LightningDataModule):
                     len(sampler),
                 )
                 bs = len(sampler)
+            model = self.trainer.lightning_module if self.trainer is not None else None
+            passes = model.train_passes() if hasattr(model, "train_passes") else 1
             self._train_loader = TensorBatches(
-                self.train_set.tensors(), bs, sampler, drop_last=True
+                self.train_set.tensors(), bs, sampler, drop_last=True, passes=passes
             )
         return self._train_loader
 

@@ -34,10 +34,12 @@ class EpochSampler:
             return self.n // self.world_size
         return len(range(self.rank, self.n, self.world_size))
 
-    def indices(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(len(self),) int64 indices of this rank for the current epoch, on ``device``."""
+    def indices(self, device: torch.device | str = "cpu", pass_index: int = 0) -> torch.Tensor:
+        """(len(self),) int64 indices of this rank for the current epoch (and pass of it, for
+        a loader that makes several), on ``device``."""
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            seed = self.seed * 100_003 + self.epoch + pass_index * 1_000_003
+            gen = torch.Generator().manual_seed(seed)
             idx = torch.randperm(self.n, generator=gen)
         else:
             idx = torch.arange(self.n)
@@ -55,6 +57,8 @@ class TensorBatches:
         batch_size: rows per batch.
         sampler: the index order (default: in order, one rank).
         drop_last: drop a final incomplete batch (for BatchNorm-trained networks).
+        passes: passes over the tensors per epoch, each in its own order (the released
+            schedule's GAN pass and real pass, `poseaug_pl.training.schedules.EpochPhases`).
 
     Every batch also holds ``index``: the rows' positions in the tensors.
     """
@@ -65,6 +69,7 @@ class TensorBatches:
         batch_size: int,
         sampler: EpochSampler | None = None,
         drop_last: bool = False,
+        passes: int = 1,
     ):
         n = {len(v) for v in tensors.values()}
         if len(n) != 1:
@@ -72,18 +77,28 @@ class TensorBatches:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.tensors, self.batch_size, self.drop_last = tensors, int(batch_size), drop_last
+        self.passes = int(passes)
         self.sampler = sampler or EpochSampler(n.pop(), shuffle=False)
         self.batch_sampler = None  # Lightning inspects DataLoader-like attributes
         self.device = next(iter(tensors.values())).device
 
-    def __len__(self) -> int:
+    @property
+    def per_pass(self) -> int:
+        """Batches of one pass."""
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def __len__(self) -> int:
+        return self.passes * self.per_pass
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for p in range(self.passes):
+            yield from self._one_pass(p)
+
+    def _one_pass(self, pass_index: int) -> Iterator[dict[str, torch.Tensor]]:
         contiguous = not self.sampler.shuffle and self.sampler.world_size == 1
-        idx = self.sampler.indices(self.device)
-        for b in range(len(self)):
+        idx = self.sampler.indices(self.device, pass_index)
+        for b in range(self.per_pass):
             if contiguous:  # plain slices: views, no gather
                 sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
                 batch = {k: v[sl] for k, v in self.tensors.items()}

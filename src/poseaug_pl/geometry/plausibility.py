@@ -67,7 +67,7 @@ def camera_elevation_deg(pose3d: torch.Tensor) -> torch.Tensor:
 
     ``asin(-u_z)`` of the unit spine vector u: 0 for an upright person seen from a level
     camera, positive when the camera looks down (the thorax is nearer than the pelvis).
-    Differentiable (``losses.elevation_diversity_loss``): ``u_z`` is kept off +-1, where
+    Differentiable: ``u_z`` is kept off +-1, where
     ``asin`` has no finite gradient.
     """
     u = torch.nn.functional.normalize(pose3d[:, THORAX] - pose3d[:, PELVIS], dim=-1)

@@ -6,12 +6,32 @@ networks are built by name (`poseaug_pl.models.registry`), and weights must fit 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from poseaug_pl.data.poseset import DataError
+
+log = logging.getLogger(__name__)
+
+#: Module arguments of earlier versions that were retired (docs/experiments/
+#: 2026-12-05-retired-options.md), with the value that is the module's behaviour today.
+RETIRED = {
+    "feedback_mode": "train",
+    "aug_norm": "batch",
+    "aug_bn_stats": False,
+    "estimator_update": "alternate",
+    "bone_jitter": 0.0,
+    "d2d_real_views": None,
+    "aug_batch": "rebatch",
+    "view_diversity_of": "rotation",
+    "view_diversity_cap": 90.0,
+}
+#: Earlier arguments that left the module: initialisation files (``train`` reads them), the
+#: trainer's epochs, the collapse callback's setting.
+MOVED_OUT = ("estimator_ckpt", "augmentor_ckpt", "max_epochs", "on_collapse")
 
 
 def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
@@ -153,35 +173,70 @@ def build_network(ckpt: dict, path, role: str = "estimator") -> nn.Module:
     return build(role, spec)
 
 
+def upgrade_arguments(hp: dict, path) -> dict:
+    """A checkpoint's module arguments in today's form: ``ba_half_width`` and ``rt_ratio`` join
+    ``hard_ratio``; retired options (`RETIRED`) and `MOVED_OUT` are dropped, with a warning
+    when a retired one differs from today's behaviour (the estimator's weights load as they
+    are; training on from them follows today's design)."""
+    hp = dict(hp)
+    hard = dict(hp.get("hard_ratio") or {})
+    if "ba_half_width" in hp:
+        hard.setdefault("ba_half_width", hp.pop("ba_half_width"))
+    rt = hp.pop("rt_ratio", None)
+    if isinstance(rt, dict):
+        hard.setdefault("rt_centre", rt.get("centre"))
+        hard.setdefault("rt_half_width", rt.get("half_width"))
+    if hard:
+        hp["hard_ratio"] = hard
+    for key, today in RETIRED.items():
+        if key in hp and hp.pop(key) != today:
+            log.warning("%s: trained with the retired option %s (see docs/experiments/); loaded "
+                        "as today's design, whose %s is %r", path, key, key, today)  # fmt: skip
+    for key in MOVED_OUT:
+        hp.pop(key, None)
+    return hp
+
+
 def load_module(path, **overrides):
     """A `PoseAugModule` rebuilt from a checkpoint's plain hyper-parameters and weights.
 
     The safe counterpart of Lightning's ``load_from_checkpoint``: networks are built by name
-    (`poseaug_pl.models.registry`), hyper-parameters that are not the module's arguments are
-    ignored, ``_``-prefixed ones refused, and no file the checkpoint names is read
-    (``estimator_ckpt`` and ``augmentor_ckpt`` are cleared).
+    (`poseaug_pl.models.registry`), arguments are brought to today's form
+    (`upgrade_arguments`), missing ones take ``conf/model/poseaug.yaml``'s defaults, all are
+    checked as a config is (`training.config.check_module_arguments`), ``_``-prefixed ones are
+    refused, and no file the checkpoint names is read.
 
     Args:
         path: a ``.ckpt`` written by ``train``.
         **overrides: constructor arguments that replace the stored ones.
 
     Raises:
-        DataError: an unreadable or foreign file, an unknown network, missing or misfitting
-            weights; one line naming the file.
+        DataError: an unreadable or foreign file, an unknown network, a bad argument, missing
+            or misfitting weights; one line naming the file.
     """
     import inspect
 
+    from poseaug_pl.training.config import check_module_arguments, module_defaults
     from poseaug_pl.training.module import PoseAugModule
 
     ckpt = read_checkpoint(path)
-    params = inspect.signature(PoseAugModule.__init__).parameters
-    hp = {k: v for k, v in hyper_parameters(ckpt, path).items() if k in params and k != "self"}
-    hp.update({"estimator_ckpt": None, "augmentor_ckpt": None, **overrides})
+    params = set(inspect.signature(PoseAugModule.__init__).parameters) - {"self"}
+    args = module_defaults()
+    for key, value in upgrade_arguments(hyper_parameters(ckpt, path), path).items():
+        if key in params:
+            # settings dicts (lr, weights, ...) fill missing keys; a network's spec is its own
+            merge = key not in ("augmentor", "d3d", "d2d") and isinstance(value, dict)
+            args[key] = (
+                {**args[key], **value} if merge and isinstance(args.get(key), dict) else value
+            )
+    args.update(overrides)
     state = ckpt["state_dict"]
     pool = state.get("pool3d.items")
     if isinstance(pool, torch.Tensor) and pool.ndim == 3:  # the pools' size is what they hold
-        hp["pool_size"] = len(pool)
-    _fits_on_meta(lambda: PoseAugModule(**hp), state, path, "checkpoint")
-    model = PoseAugModule(**hp)
+        args["pool_size"] = len(pool)
+    if (problem := check_module_arguments(args)) is not None:
+        raise DataError(f"{path}: {problem}")
+    _fits_on_meta(lambda: PoseAugModule(**args), state, path, "checkpoint")
+    model = PoseAugModule(**args)
     model.load_state_dict(state)
     return model

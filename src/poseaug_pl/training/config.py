@@ -150,9 +150,9 @@ CHECKS.update(
         },  # fmt: skip
         "model.hard_ratio.start": _positive(),
         "model.hard_ratio.end": _positive(),
-        "model.rt_ratio.centre": _positive(),
-        "model.rt_ratio.half_width": _non_negative(),
-        "model.ba_half_width": _non_negative(),
+        "model.hard_ratio.rt_centre": _positive(),
+        "model.hard_ratio.rt_half_width": _non_negative(),
+        "model.hard_ratio.ba_half_width": _non_negative(),
         "model.d_every": _int_at_least(1),
         **{
             k: _int_at_least(1)
@@ -172,8 +172,8 @@ CHECKS.update(
             (lambda v: v is None or (_is_num(v) and 0 <= v < 1)),
             "a number in [0, 1) or null",
         ),
-        "model.bone_jitter": ((lambda v: _is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
-        "model.d2d_real_views": VIEW_RANGE,
+        "model.bone_swap": (lambda v: isinstance(v, bool), "true or false"),
+        "model.train_estimator": (lambda v: isinstance(v, bool), "true or false"),
         "model.definition_jitter.pairs": (
             (lambda v: v in ("none", "augmented", "all")),
             "'none', 'augmented' or 'all'",
@@ -183,10 +183,6 @@ CHECKS.update(
         "model.definition_jitter.hip_forward": _range(),
         "model.definition_jitter.head": _range(positive=True),
         "model.definition_jitter.clavicle": _range(positive=True),
-        "model.view_diversity_cap": (
-            (lambda v: _is_num(v) and 0 < v <= 180),
-            "a number of degrees in (0, 180]",
-        ),
         **{
             f"model.{role}.name": (
                 (lambda v, t=table: v in t),
@@ -203,11 +199,7 @@ CHECKS.update(
         "data.test_sequences": _int_at_least(0),
         "data.wild_sequences": _int_at_least(0),
         "data.frames": _int_at_least(1),
-        "model.view_diversity_of": (
-            (lambda v: v in ("rotation", "elevation")),
-            "'rotation' or 'elevation'",
-        ),
-        "model.on_collapse": (
+        "callbacks.collapse_guard.on_collapse": (
             (lambda v: v in ("warn", "stop", "restore")),
             "'warn', 'stop' or 'restore'",
         ),
@@ -333,6 +325,45 @@ def check_devices(cfg: DictConfig) -> None:
             f"config: trainer.devices={devices} but only {visible} GPU(s) are visible; "
             f"set trainer.devices={visible} (or fewer)"
         )
+
+
+#: Top-level settings that are also the module's arguments (``model.augment: ${augment}``).
+MODULE_KEYS = ("augment", "feedback", "recipe", "schedule")
+
+
+def module_defaults() -> dict:
+    """The module's arguments as ``conf/model/poseaug.yaml`` gives them under ``conf/train.yaml``
+    and the released recipe (``conf/recipe/released.yaml``), without the networks' specs and
+    initialisation files: the defaults of an older checkpoint's missing arguments."""
+    from poseaug_pl.utils import CONFIG_DIR
+
+    train = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    recipe = OmegaConf.load(CONFIG_DIR / "recipe" / "released.yaml")
+    model = OmegaConf.load(CONFIG_DIR / "model" / "poseaug.yaml")
+    model.pop("defaults", None)
+    root = OmegaConf.create({k: train[k] for k in MODULE_KEYS if k in train})
+    root = OmegaConf.merge(root, {"model": model}, recipe)
+    args = OmegaConf.to_container(root.model, resolve=True)
+    for key in ("estimator", "estimator_ckpt", "augmentor_ckpt"):
+        args.pop(key, None)
+    return args
+
+
+def check_module_arguments(args: dict) -> str | None:
+    """The first of a module's arguments (e.g. a checkpoint's) that `CHECKS` refuses, as one
+    line; None when every one passes. Network specs are left to the registry, which builds
+    them (`poseaug_pl.models.registry`)."""
+    try:
+        cfg = OmegaConf.create({"model": args, **{k: args.get(k) for k in MODULE_KEYS}})
+    except Exception as e:  # not representable as a config at all
+        return f"module arguments that are not plain settings ({type(e).__name__})"
+    networks = tuple(f"model.{role}." for role in NETWORKS)
+    for key, (ok, what) in CHECKS.items():
+        if (key.startswith("model.") and not key.startswith(networks)) or key in MODULE_KEYS:
+            value = _get(cfg, key)
+            if value is not None and not ok(value):
+                return f"{key} must be {what}, got {value!r}"
+    return None
 
 
 def validate(cfg: DictConfig) -> None:

@@ -10,8 +10,9 @@ Both are watched on the device, without a host sync per step: every update recor
 loss broke the rule (`HealthGuard._watch`), every augmented batch adds its in-frame and flat
 shares to a window, every discriminator step its accuracy. The flags and the window are read
 (one sync) at the logging interval and at the epoch's end, and the validation MPJPE once per
-validation (`HealthGuard._watch_validation`): a diverged run stops; a collapsed window warns,
-stops, or restores the last checkpoint, as ``on_collapse`` says.
+validation (`HealthGuard._watch_validation`): a diverged run stops. The `CollapseGuard`
+callback reads the collapse window at the logging interval and warns, stops, or restores the
+last checkpoint, as its ``on_collapse`` says (``callbacks.collapse_guard.on_collapse``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import math
 from pathlib import Path
 
+import lightning as L
 import torch
 
 from poseaug_pl.training.config import TrainingDiverged
@@ -38,9 +40,8 @@ RULE = "a stepped loss above 1e6 or NaN/inf, or a validation MPJPE above 10 m, i
 
 
 class HealthGuard:
-    """Mixin of a LightningModule with ``uses_augmentor()``, ``hparams.on_collapse``,
-    ``augmentor_steps`` and the trainer's checkpoint callbacks; call `init_health_guard` in
-    ``__init__`` and `_watch` for every loss that is stepped."""
+    """Mixin of a LightningModule: call `init_health_guard` in ``__init__``, `_watch` for every
+    loss that is stepped and `_watch_augmentation` for every augmented batch."""
 
     def init_health_guard(self) -> None:
         """Register the guard's device-side state (not saved in checkpoints)."""
@@ -52,8 +53,6 @@ class HealthGuard:
         #: sums over the current window: D3d accuracy, D2d accuracy, D steps, inside share,
         #: flat share, augmented batches (see `check_collapse`)
         self.register_buffer("_window", torch.zeros(6), persistent=False)
-        self._collapse_warned: set[str] = set()
-        self.restores = 0
 
     def _watch(self, net: str, loss: torch.Tensor) -> None:
         """Remember, on the device (no host sync), whether ``net``'s loss broke the divergence
@@ -100,13 +99,12 @@ class HealthGuard:
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """Check the health flags at the logging interval and at the epoch's last batch (before
-        validation and the epoch-end callbacks see the weights), and the collapse window at the
-        logging interval; the only host syncs they cost."""
-        window = (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0
-        if window or batch_idx + 1 == self.trainer.num_training_batches:
+        validation and the epoch-end callbacks see the weights); the only host sync they cost."""
+        if (
+            _window_end(self.trainer, batch_idx)
+            or batch_idx + 1 == self.trainer.num_training_batches
+        ):
             self.check_health()
-        if window and self.uses_augmentor():
-            self.check_collapse()
 
     def _watch_augmentation(self, out: dict, inside: torch.Tensor) -> None:
         """Add this batch's in-frame share and flat share (x' whose 2D joints lie on a point or
@@ -140,43 +138,70 @@ class HealthGuard:
             return "over 90% of the augmented 2D poses collapsed to a point or a line"
         return None
 
-    def check_collapse(self) -> None:
-        """Act on a collapsed window as ``on_collapse`` says (skipped in the first window)."""
-        if self.augmentor_steps <= self.trainer.log_every_n_steps:
-            self._window.zero_()
+
+def _window_end(trainer, batch_idx: int) -> bool:
+    """Whether this batch ends a logging window (``trainer.log_every_n_steps`` batches)."""
+    return (batch_idx + 1) % max(1, trainer.log_every_n_steps) == 0
+
+
+class CollapseGuard(L.Callback):
+    """What a GAN collapse does: a discriminator right on more than 99% of its samples, under
+    1% of x' in the frame, or most x' flat as a point or a line, over a logging window of the
+    module's `HealthGuard` (the first window is skipped).
+
+    Args:
+        on_collapse: ``warn`` (once per kind), ``stop`` (end the run, exit 1) or ``restore``
+            (reload the newest checkpoint's weights and optimiser states with a new seed and
+            carry on, at most 3 times).
+    """
+
+    def __init__(self, on_collapse: str = "warn"):
+        if on_collapse not in ("warn", "stop", "restore"):
+            raise ValueError(f"on_collapse must be warn, stop or restore, got {on_collapse!r}")
+        self.on_collapse = on_collapse
+        self.restores = 0
+        self._warned: set[str] = set()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if _window_end(trainer, batch_idx) and pl_module.uses_augmentor():
+            self.check(trainer, pl_module)
+
+    def check(self, trainer, pl_module) -> None:
+        """Act on the module's collapse window (`HealthGuard.collapse_reason`)."""
+        if pl_module.augmentor_steps <= trainer.log_every_n_steps:
+            pl_module._window.zero_()
             return
-        reason = self.collapse_reason()
+        reason = pl_module.collapse_reason()
         if reason is None:
             return
-        where = f"GAN collapse at step {logged_step(self.trainer)}: {reason} over the last window"
-        mode = self.hparams.on_collapse
-        if mode == "restore" and self.restores < 3 and self._restore_last_checkpoint(where):
+        where = f"GAN collapse at step {logged_step(trainer)}: {reason} over the last window"
+        mode = self.on_collapse
+        if mode == "restore" and self.restores < 3 and self._restore(trainer, pl_module, where):
             return
         if mode in ("stop", "restore"):
-            why = (
-                ""
-                if mode == "stop"
-                else "; 3 restores used"
-                if self.restores >= 3
-                else "; no checkpoint to restore"
+            why = "" if mode == "stop" else "; 3 restores used" if self.restores >= 3 else (
+                "; no checkpoint to restore")  # fmt: skip
+            hint = (
+                "callbacks.collapse_guard.on_collapse=restore" if mode == "stop" else "another seed"
             )
-            hint = "model.on_collapse=restore" if mode == "stop" else "another seed"
             raise TrainingDiverged(f"training collapsed: {where}{why}; change the seed or the "
                                    f"learning rates, or try {hint}")  # fmt: skip
-        if reason.split(" ")[1] not in self._collapse_warned:
-            self._collapse_warned.add(reason.split(" ")[1])
-            log.warning("%s (model.on_collapse=stop or restore acts on it)", where)
+        if reason.split(" ")[1] not in self._warned:
+            self._warned.add(reason.split(" ")[1])
+            log.warning(
+                "%s (callbacks.collapse_guard.on_collapse=stop or restore acts on it)", where
+            )
 
-    def _restore_last_checkpoint(self, where: str) -> bool:
+    def _restore(self, trainer, pl_module, where: str) -> bool:
         """Reload the newest checkpoint's weights and optimiser states, re-seed; False if none."""
-        cbs = self.trainer.checkpoint_callbacks
+        cbs = trainer.checkpoint_callbacks
         paths = [Path(p) for c in cbs for p in (c.last_model_path, c.best_model_path) if p]
         paths = sorted((p for p in paths if p.is_file()), key=lambda p: p.stat().st_mtime)
         if not paths:
             return False
-        ckpt = torch.load(paths[-1], map_location=self.device, weights_only=True)
-        self.load_state_dict(ckpt["state_dict"])
-        for opt, state in zip(self.trainer.optimizers, ckpt["optimizer_states"]):
+        ckpt = torch.load(paths[-1], map_location=pl_module.device, weights_only=True)
+        pl_module.load_state_dict(ckpt["state_dict"])
+        for opt, state in zip(trainer.optimizers, ckpt["optimizer_states"]):
             opt.load_state_dict(state)
         self.restores += 1
         seed = int(torch.initial_seed()) + 1000 * self.restores

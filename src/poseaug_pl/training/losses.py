@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import torch
 
-from poseaug_pl.geometry.skeleton import NUM_JOINTS
+from poseaug_pl.geometry.skeleton import NUM_JOINTS, root_relative
 
 #: Per-joint weights of the released feedback error (limb ends and knees/elbows count more).
 FEEDBACK_JOINT_WEIGHTS = (1, 5, 2, 1, 5, 2, 1, 1, 1, 1, 5, 2, 1, 5, 2, 1)
@@ -56,7 +56,13 @@ def lsgan_generator_loss(fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (fake - 1).pow(2).mean()
 
 
-def view_diversity_loss(rot_a: torch.Tensor, rot_b: torch.Tensor, cap_deg: float = 90.0):
+#: Degrees between two noise draws' rotations beyond which `view_diversity_loss` rewards
+#: nothing more (the augmentor's spread of views per pose settles near it).
+VIEW_DIVERSITY_CAP_DEG = 90.0
+
+
+def view_diversity_loss(rot_a: torch.Tensor, rot_b: torch.Tensor,
+                        cap_deg: float = VIEW_DIVERSITY_CAP_DEG) -> torch.Tensor:  # fmt: skip
     """Minus the mean distance between two rotations drawn for the same poses (mode seeking).
 
     ``-mean(min(||R_a - R_b||_F, c))`` with ``c`` the Frobenius (chordal) distance of two
@@ -68,20 +74,6 @@ def view_diversity_loss(rot_a: torch.Tensor, rot_b: torch.Tensor, cap_deg: float
     """
     cap = 2 * math.sqrt(2) * math.sin(math.radians(cap_deg) / 2)
     return -torch.linalg.matrix_norm(rot_a - rot_b).clamp(max=cap).mean()
-
-
-def elevation_diversity_loss(elev_a: torch.Tensor, elev_b: torch.Tensor, cap_deg: float = 90.0):
-    """Minus the mean difference, in radians, of two draws' camera elevations for the same poses.
-
-    A second rotation of the same pose is rewarded for seeing it from higher or lower (not for
-    turning it about its own axis or in the image, which keep the elevation).
-
-    Args:
-        elev_a, elev_b: (B,) implied camera elevations in degrees
-            (`plausibility.camera_elevation_deg`) of the B poses under the two draws.
-        cap_deg: no reward beyond this difference.
-    """
-    return -torch.deg2rad((elev_a - elev_b).abs().clamp(max=cap_deg)).mean()
 
 
 def band_loss(x: torch.Tensor, centre, half_width) -> torch.Tensor:
@@ -166,3 +158,40 @@ def feedback_loss_released(err_aug: torch.Tensor, err_src: torch.Tensor, centre,
         half_width: s (BA: 2; RT: 15).
     """
     return band_loss(err_aug / err_src, centre, half_width)
+
+
+def released_feedback(est, src2d, src3d, out: dict, hard_ratio: dict, ratio: float,
+                      weights: dict):  # fmt: skip
+    """The released code's feedback: band losses on the per-group error ratios of the BA and
+    RT steps' pairs against the source pairs, weighted ``feedback_ba`` / ``feedback_rt``.
+
+    Args:
+        est: the (frozen) estimator; src2d, src3d: source pairs (3D in the camera frame);
+        out: the augmentor's output; hard_ratio: ``{ba_half_width, rt_centre,
+        rt_half_width, ...}``; ratio: the BA band's current centre; weights: loss weights.
+
+    Returns:
+        ``(loss, ratio_ba, ratio_rt)``: the weighted loss and the detached mean error ratios.
+    """
+    err_src = grouped_pose_error(est(src2d), root_relative(src3d)).detach()
+    err_ba = grouped_pose_error(est(out["ba_2d"]), root_relative(out["ba"]))
+    err_rt = grouped_pose_error(est(out["rt_2d"]), root_relative(out["rt"]))
+    ba = feedback_loss_released(err_ba, err_src, ratio, hard_ratio["ba_half_width"])
+    rt = feedback_loss_released(err_rt, err_src, hard_ratio["rt_centre"],
+                                hard_ratio["rt_half_width"])  # fmt: skip
+    loss = weights["feedback_ba"] * ba + weights["feedback_rt"] * rt
+    return loss, (err_ba.detach() / err_src).mean(), (err_rt.detach() / err_src).mean()
+
+
+def paper_feedback(est, src2d, src3d, out: dict, hard_ratio: dict, ratio: float, weights: dict):
+    """The paper's feedback (Eq. 10) on the final (RT) pairs with beta = ``ratio``, weighted
+    ``feedback``; arguments and returns as `released_feedback` (both ratios are the RT one)."""
+    err_src = pose_error(est(src2d), root_relative(src3d)).detach()
+    err_rt = pose_error(est(out["rt_2d"]), root_relative(out["rt"]))
+    loss = weights["feedback"] * feedback_loss_paper(err_rt, err_src, ratio)
+    r = err_rt.detach().mean() / err_src.mean()
+    return loss, r, r
+
+
+#: The feedback loss of each loss form (`LOSS_FORM`), chosen once by the module.
+FEEDBACK = {"released": released_feedback, "paper": paper_feedback}
