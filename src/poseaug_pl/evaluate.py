@@ -24,8 +24,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from poseaug_pl.cli import entry_point
 from poseaug_pl.data import build_datamodule
+from poseaug_pl.evaluation.report import metrics_table, write_metrics
 from poseaug_pl.models.ckpt import load_module, read_checkpoint
-from poseaug_pl.train import metrics_table, output_dir, write_metrics
+from poseaug_pl.train import output_dir
 from poseaug_pl.training import tracking
 from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
 from poseaug_pl.training.config import ConfigError, check_devices, validate
