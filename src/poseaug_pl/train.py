@@ -27,7 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from poseaug_pl.cli import entry_point
 from poseaug_pl.data import DataError
-from poseaug_pl.evaluation.report import metrics_table, plain_metrics, write_metrics
+from poseaug_pl.evaluation.report import (
+    checkpoint_info,
+    describe_checkpoint,
+    metrics_table,
+    plain_metrics,
+    write_metrics,
+)
 from poseaug_pl.models.ckpt import check_fits, read_checkpoint
 from poseaug_pl.sweep import objective
 from poseaug_pl.training import runfolder, tracking
@@ -109,6 +115,31 @@ def check_resumable(ckpt: dict, path) -> None:
         )
 
 
+def from_scratch_warning(cfg: DictConfig) -> str | None:
+    """The warning for an augmented Human3.6M run whose estimator starts from scratch (None:
+    nothing to warn about).
+
+    The released recipe (``poseaug_h36m`` and the experiments built on it) continues a trained
+    baseline; without ``model.estimator_ckpt`` (and not resuming) it trains the estimator from
+    random weights and tests far worse. Baselines, augmentor pretraining
+    (``model.train_estimator=false``) and the synthetic experiments, which may start from
+    scratch on purpose, get no warning.
+    """
+    target = str(OmegaConf.select(cfg, "data._target_", default="") or "")
+    if (not target.endswith("H36MDataModule") or cfg.get("ckpt_path")
+            or not OmegaConf.select(cfg, "model.augment", default=False)
+            or not OmegaConf.select(cfg, "model.train_estimator", default=True)
+            or OmegaConf.select(cfg, "model.estimator_ckpt", default=None)):  # fmt: skip
+        return None
+    name = str(cfg.get("experiment_name") or "this run")
+    baseline = "baseline_h36m_cpu" if name.endswith("_cpu") else "baseline_h36m"
+    root = OmegaConf.select(cfg, "data.root", default=None) or "PATH"
+    return (f"model.estimator_ckpt is not set: {name} trains its estimator from scratch, but the "
+            f"released recipe starts from a baseline; make one with `python -m poseaug_pl.train "
+            f"experiment={baseline} data.root={root}`, then pass "
+            "model.estimator_ckpt=<that run>/checkpoints/best.ckpt")  # fmt: skip
+
+
 def prepare_run_folder(cfg: DictConfig) -> Path:
     """The run folder, created and checked before anything is written into it.
 
@@ -134,6 +165,8 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     """
     validate(cfg)
     check_devices(cfg)
+    if (warning := from_scratch_warning(cfg)) and rank_zero_only.rank == 0:
+        log.warning(warning)
     resumed = check_checkpoints(cfg)
     runfolder.check_new_run(output_dir(cfg), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -191,11 +224,23 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
     )
     print(f"\n{cfg.get('experiment_name', 'run')}: {epochs}, "
           f"best val MPJPE {float(val) if val is not None else float('nan'):.1f} mm")  # fmt: skip
+    print(describe_checkpoint(tested_checkpoint(tested, model, trainer)))
     print(f"test metrics of {Path(tested).name if tested else 'the final weights'}:")
     print(metrics_table(metrics))
     print(f"run folder: {out}\ncheckpoints: {out / 'checkpoints'}\nmetrics: {out / 'metrics.json'}"
           f"\nfigures: {figure.parent}")  # fmt: skip
     return metrics
+
+
+def tested_checkpoint(path: str | None, model, trainer: L.Trainer) -> dict:
+    """`report.checkpoint_info` of the tested checkpoint ``path``; without one, of the weights
+    in memory after fit (the last epoch)."""
+    if path:
+        return checkpoint_info(read_checkpoint(path), Path(path).name)
+    now = {"epoch": trainer.current_epoch - 1, "global_step": trainer.global_step,
+           "augmented_updates": getattr(model, "augmented_updates", None),
+           "hyper_parameters": dict(model.hparams)}  # fmt: skip
+    return checkpoint_info(now, "the final weights")
 
 
 def run(cfg: DictConfig):

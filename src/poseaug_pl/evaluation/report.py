@@ -4,7 +4,8 @@
 * a run's test metrics: `plain_metrics` / `write_metrics` (``metrics.json``), `metrics_table`
   and the papers' per-action `action_table`; `metrics_table_data` / `action_table_data` for
   W&B tables;
-* which checkpoint was tested: `checkpoint_info` and `describe_checkpoint`;
+* which checkpoint was tested (its epoch, and whether its estimator has trained on augmented
+  pairs): `checkpoint_info` and `describe_checkpoint`;
 * runs side by side (``compare``, notebook 02): `metric_rows`, `summary_rows`;
 * the seed summary of the CPU ablation (``ablation``): `ablation_rows`;
 * augmentation plausibility (`geometry.plausibility` statistics): `plausibility_table`.
@@ -122,6 +123,51 @@ def action_table_data(per_action: dict) -> tuple[list[str], list[list]]:
     """Columns and rows of one test set's per-action table (a W&B table)."""
     columns = ["action", "mpjpe", "pa_mpjpe", "frames"]
     return columns, [[a, v["mpjpe"], v["pa_mpjpe"], v["frames"]] for a, v in per_action.items()]
+
+
+# --- which checkpoint was tested ------------------------------------------------------------
+
+
+def checkpoint_info(ckpt: dict, name: str) -> dict:
+    """What a training checkpoint is: ``{file, epoch, max_epochs, global_step,
+    augmented_updates, augmented}``.
+
+    ``epoch`` counts from 1 (the epoch whose end saved it; None when unknown); ``max_epochs``
+    the run's planned epochs. ``augmented`` says whether its estimator has trained on augmented
+    pairs: ``yes``, ``no (baseline)``, ``no (augmentor pretraining)``, ``no (warm-up)`` or
+    ``unknown (older checkpoint)`` (an augmented run's checkpoint written before the count of
+    updates on augmented pairs, ``augmented_updates``, was stored).
+
+    Args:
+        ckpt: the checkpoint dict (`models.ckpt.read_checkpoint`), or the same keys of a module
+            in memory (``epoch``, ``global_step``, ``augmented_updates``, ``hyper_parameters``).
+        name: how to name it (``best.ckpt``).
+    """
+    hp = ckpt.get("hyper_parameters") or {}
+    epoch, updates = ckpt.get("epoch"), ckpt.get("augmented_updates")
+    if not hp.get("augment", True):
+        augmented = "no (baseline)"
+    elif not hp.get("train_estimator", True):
+        augmented = "no (augmentor pretraining)"
+    elif not isinstance(updates, int):
+        augmented, updates = "unknown (older checkpoint)", None
+    else:
+        augmented = "yes" if updates > 0 else "no (warm-up)"
+    return {"file": name, "epoch": epoch + 1 if isinstance(epoch, int) else None,
+            "max_epochs": hp.get("max_epochs"), "global_step": ckpt.get("global_step"),
+            "augmented_updates": updates, "augmented": augmented}  # fmt: skip
+
+
+def describe_checkpoint(info: dict) -> str:
+    """One line of `checkpoint_info`, e.g. ``checkpoint: best.ckpt, epoch 7 of 50; estimator
+    trained on augmented pairs: yes (12345 updates)``."""
+    epoch = f"epoch {info['epoch'] if info['epoch'] is not None else '?'}"
+    if info.get("max_epochs"):
+        epoch += f" of {info['max_epochs']}"
+    seen = info["augmented"]
+    if seen == "yes":
+        seen += f" ({info['augmented_updates']} updates)"
+    return f"checkpoint: {info['file']}, {epoch}; estimator trained on augmented pairs: {seen}"
 
 
 # --- runs side by side ----------------------------------------------------------------------
