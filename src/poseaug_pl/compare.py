@@ -35,17 +35,19 @@ def read_log(run_dir: str | Path, key: str) -> list[tuple[int, int, float]]:
                 for r in csv.DictReader(f) if r.get(key)]  # fmt: skip
 
 
-def epoch_offset(run_dir: str | Path) -> int:
+def epoch_offset(run_dir: str | Path, root: str | Path | None = None) -> int:
     """Epochs the run's estimator had trained before it started: those of the checkpoint it
-    continued (``model.estimator_ckpt`` in ``config_resolved.yaml``), else 0. Plot a
-    continuation's epoch ``e`` at ``epoch_offset + e`` beside its baseline."""
+    continued (``model.estimator_ckpt`` in ``config_resolved.yaml``; a relative path is taken
+    from ``root``, the folder the run started in, by default the working directory), else 0.
+    Plot a continuation's epoch ``e`` at ``epoch_offset + e`` beside its baseline."""
     cfg = Path(run_dir) / "config_resolved.yaml"
     if not cfg.is_file():
         return 0
     from omegaconf import OmegaConf
 
     ckpt = OmegaConf.select(OmegaConf.load(cfg), "model.estimator_ckpt", default=None)
-    if not ckpt or not Path(ckpt).is_file():
+    ckpt = Path(root or ".") / str(ckpt) if ckpt else None
+    if ckpt is None or not ckpt.is_file():
         return 0
     import torch
 
