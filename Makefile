@@ -18,7 +18,7 @@ DEMO_BASE = model.estimator_ckpt=$(DEMO_DIR)/baseline/checkpoints/last.ckpt mode
 DEMO_AUG = model.augmentor_ckpt=$(DEMO_DIR)/augmentor/checkpoints/last.ckpt schedule=epoch_phases \
 	model.warmup_epochs=0 trainer.max_epochs=$(DEMO_AUG_EPOCHS) model.real_finish_epochs=2
 
-.PHONY: install demo test test-full lint format clean
+.PHONY: install demo notebooks test test-full lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,11 @@ demo: install ## the real-data protocol at synthetic size: baseline, augmentor p
 	@echo "   each at its last epoch. synthetic = in-domain test set, synthetic_wild = shifted domain."
 	@$(PY) -m poseaug_pl.compare $(DEMO_DIR)/baseline $(DEMO_DIR)/control $(DEMO_DIR)/variant_a \
 		$(DEMO_DIR)/poseaug --reference $(DEMO_DIR)/control
-	@echo "figures: $(DEMO_DIR)/*/figures   notebooks: notebooks/01_augmentations.ipynb, 02_compare_runs.ipynb"
+	@echo "figures: $(DEMO_DIR)/*/figures   notebooks: notebooks/01_augmentations.ipynb, 02_compare_runs.ipynb (make notebooks runs both)"
+
+notebooks: install ## run both notebooks headless on `make demo`'s runs (DEMO_DIR); the committed files stay without outputs
+	POSEAUG_DEMO_DIR=$(DEMO_DIR) $(VENV)/bin/jupyter-execute --timeout=600 \
+		notebooks/01_augmentations.ipynb notebooks/02_compare_runs.ipynb
 
 test: install ## fast test suite (what CI runs)
 	$(PY) -m pytest -m "not slow" -q

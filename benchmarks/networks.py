@@ -14,8 +14,8 @@ import time
 import torch
 
 from poseaug_pl.data import generate
+from poseaug_pl.evaluation.report import format_table
 from poseaug_pl.models import ESTIMATORS, Augmentor, KCSDiscriminator, Pose2DDiscriminator
-from poseaug_pl.utils import format_table
 
 
 def time_step(fn, params, repeats):

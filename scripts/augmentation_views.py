@@ -19,11 +19,11 @@ import math
 import torch
 
 from poseaug_pl.data.h36m import TRAIN_SUBJECTS, load_h36m
+from poseaug_pl.evaluation.report import format_table
 from poseaug_pl.geometry.plausibility import HIGH_VIEW_DEG, camera_elevation_deg, high_view_share
 from poseaug_pl.geometry.rotation import relative_angle
 from poseaug_pl.training.callbacks import augment_as_trained
 from poseaug_pl.training.module import PoseAugModule
-from poseaug_pl.utils import format_table
 
 QUANTILES = (0.1, 0.5, 0.9)
 

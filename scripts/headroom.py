@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from poseaug_pl.evaluation.metrics import joint_errors
+from poseaug_pl.evaluation.report import format_table
 from poseaug_pl.geometry import skeleton as sk
-from poseaug_pl.utils import format_table
 
 LIMB_JOINTS = sk.LIMB_JOINTS
 

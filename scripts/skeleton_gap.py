@@ -30,8 +30,8 @@ from omegaconf import OmegaConf
 
 from poseaug_pl.data.cross import load_cross_set
 from poseaug_pl.data.h36m import load_h36m
+from poseaug_pl.evaluation.report import format_table
 from poseaug_pl.geometry import skeleton as sk
-from poseaug_pl.utils import format_table
 
 SHIFTS = ("hip_drop", "hip_forward")
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "poseaug.yaml"

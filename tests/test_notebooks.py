@@ -74,6 +74,18 @@ def test_compare_runs_notebook_takes_relative_run_folders_from_the_repository(
     assert "base" in out and "va" in out
 
 
+def test_augmentations_notebook_takes_a_relative_run_folder_from_the_repository(
+    demo_dir, monkeypatch
+):
+    import os
+
+    rel = os.path.relpath(demo_dir / "poseaug", NOTEBOOKS.parent)
+    monkeypatch.delenv("POSEAUG_DEMO_DIR", raising=False)
+    monkeypatch.setenv("POSEAUG_RUN", rel)
+    out = text(execute("01_augmentations.ipynb"))  # the kernel starts in notebooks/
+    assert f"run: {demo_dir / 'poseaug'}" in out
+
+
 def test_epoch_offset_places_a_continuation_after_its_baseline(tiny_ckpt, tmp_path):
     from poseaug_pl.compare import epoch_offset
 
@@ -82,6 +94,9 @@ def test_epoch_offset_places_a_continuation_after_its_baseline(tiny_ckpt, tmp_pa
     (run / "config_resolved.yaml").write_text(f"model:\n  estimator_ckpt: {tiny_ckpt}\n")
     assert epoch_offset(run) == 1  # the tiny baseline trained one epoch
     assert epoch_offset(tmp_path) == 0  # no config: a run from scratch
+    rel = tiny_ckpt.relative_to(tiny_ckpt.parents[2])  # a relative path: from the run's start
+    (run / "config_resolved.yaml").write_text(f"model:\n  estimator_ckpt: {rel}\n")
+    assert epoch_offset(run, tiny_ckpt.parents[2]) == 1
 
 
 def test_notebooks_are_committed_without_outputs():

@@ -15,8 +15,9 @@ import statistics
 import sys
 from pathlib import Path
 
+from poseaug_pl.evaluation.report import ablation_rows, format_table
 from poseaug_pl.training.config import WriteFailed
-from poseaug_pl.utils import format_table, write_text_atomic
+from poseaug_pl.utils import write_text_atomic
 
 #: Runs of the ablation, in table order.
 RUNS = ("baseline", "control", "variant_a", "poseaug")
@@ -65,21 +66,6 @@ def partial_sets(found: dict[str, list[dict]]) -> list[str]:
     return notes
 
 
-def table_rows(mean: dict, std: dict, counts: dict[str, int], metric: str = "mpjpe") -> list:
-    """One row per run: ``mean +- std`` of ``metric`` per set, and the ratio to the control."""
-    rows = []
-    ctrl = mean.get("control", {})
-    for run in [r for r in RUNS if r in mean]:
-        row = {"run": run, "seeds": counts[run]}
-        for s, m in mean[run].items():
-            cell = f"{m[metric]:.1f} +- {std[run][s][metric]:.1f}"
-            if run != "control" and s in ctrl:
-                cell += f" ({m[metric] / ctrl[s][metric]:.3f}x)"
-            row[s] = cell
-        rows.append(row)
-    return rows
-
-
 def main(argv: list[str] | None = None) -> None:
     """Write ``summary.json`` / ``summary_std.json`` and print the table."""
     ap = argparse.ArgumentParser(prog="python -m poseaug_pl.ablation", description=__doc__)
@@ -99,9 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {e}") from None
     counts = {r: len(v) for r, v in found.items()}
     print("MPJPE (mm), mean +- std over seeds, (ratio to control); each run at its last epoch:")
-    print(format_table(table_rows(mean, std, counts)))
+    print(format_table(ablation_rows(mean, std, counts, RUNS)))
     print("PA-MPJPE (mm):")
-    print(format_table(table_rows(mean, std, counts, "pa_mpjpe")))
+    print(format_table(ablation_rows(mean, std, counts, RUNS, "pa_mpjpe")))
     print(f"written: {out / 'summary.json'}, {out / 'summary_std.json'}")
 
 

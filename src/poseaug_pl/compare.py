@@ -2,8 +2,8 @@
 
 ``python -m poseaug_pl.compare RUN_DIR [RUN_DIR ...] [--reference RUN_DIR]`` prints one row per
 run and test set and, with a reference run (e.g. the baseline), the change of every run's
-MPJPE against it. `notebooks/02_compare_runs.ipynb` uses the same functions for its tables and
-plots.
+MPJPE against it; its tables are `evaluation.report`'s. `notebooks/02_compare_runs.ipynb` uses
+the same functions for its tables and plots.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 from pathlib import Path
 
-from poseaug_pl.utils import format_table
+from poseaug_pl.evaluation.report import format_table, metric_rows, summary_rows
 
 
 def load_metrics(run_dir: str | Path) -> dict:
@@ -36,49 +35,23 @@ def read_log(run_dir: str | Path, key: str) -> list[tuple[int, int, float]]:
                 for r in csv.DictReader(f) if r.get(key)]  # fmt: skip
 
 
-def epoch_offset(run_dir: str | Path) -> int:
+def epoch_offset(run_dir: str | Path, root: str | Path | None = None) -> int:
     """Epochs the run's estimator had trained before it started: those of the checkpoint it
-    continued (``model.estimator_ckpt`` in ``config_resolved.yaml``), else 0. Plot a
-    continuation's epoch ``e`` at ``epoch_offset + e`` beside its baseline."""
+    continued (``model.estimator_ckpt`` in ``config_resolved.yaml``; a relative path is taken
+    from ``root``, the folder the run started in, by default the working directory), else 0.
+    Plot a continuation's epoch ``e`` at ``epoch_offset + e`` beside its baseline."""
     cfg = Path(run_dir) / "config_resolved.yaml"
     if not cfg.is_file():
         return 0
     from omegaconf import OmegaConf
 
     ckpt = OmegaConf.select(OmegaConf.load(cfg), "model.estimator_ckpt", default=None)
-    if not ckpt or not Path(ckpt).is_file():
+    ckpt = Path(root or ".") / str(ckpt) if ckpt else None
+    if ckpt is None or not ckpt.is_file():
         return 0
     import torch
 
     return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
-
-
-def metric_rows(runs: dict[str, dict]) -> list[dict]:
-    """One row per (run, test set) with the main metrics formatted for `format_table`."""
-    return [
-        {"run": name, "set": s, "MPJPE": f"{m['mpjpe']:.1f}", "PA-MPJPE": f"{m['pa_mpjpe']:.1f}",
-         "PCK": f"{m['pck']:.1f}", "AUC": f"{m['auc']:.1f}", "frames": m["frames"]}
-        for name, metrics in runs.items() for s, m in metrics.items()
-    ]  # fmt: skip
-
-
-def summary_rows(runs: dict[str, dict], metric: str = "mpjpe", reference: str | None = None):
-    """One row per run, one column per test set (``metric``), like the paper's result tables.
-
-    With ``reference`` (a key of ``runs``), each cell also shows the change against it.
-    """
-    rows = []
-    for name, metrics in runs.items():
-        row = {"run": name}
-        for s, m in metrics.items():
-            cell = f"{m[metric]:.1f}"
-            ref = runs.get(reference, {}).get(s) if reference else None
-            if ref is not None and name != reference and math.isfinite(ref[metric]):
-                delta = m[metric] - ref[metric]
-                cell += f" ({delta:+.1f}, {100 * delta / ref[metric]:+.0f}%)"
-            row[s] = cell
-        rows.append(row)
-    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

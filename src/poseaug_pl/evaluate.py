@@ -24,8 +24,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from poseaug_pl.cli import entry_point
 from poseaug_pl.data import build_datamodule
+from poseaug_pl.evaluation.report import (
+    checkpoint_info,
+    describe_checkpoint,
+    metrics_table,
+    write_metrics,
+)
 from poseaug_pl.models.ckpt import load_module, read_checkpoint
-from poseaug_pl.train import metrics_table, output_dir, write_metrics
+from poseaug_pl.train import output_dir
 from poseaug_pl.training import tracking
 from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
 from poseaug_pl.training.config import ConfigError, check_devices, validate
@@ -162,7 +168,7 @@ def save_predictions(path: Path, parts: list, data) -> Path:
 def evaluate(cfg: DictConfig) -> dict:
     """Load ``cfg.ckpt_path``, test it on every test set, write metrics (and predictions)."""
     ckpt = Path(cfg.ckpt_path).expanduser()
-    read_checkpoint(ckpt)
+    info = checkpoint_info(read_checkpoint(ckpt), ckpt.name)
     data = data_config(cfg)
     with open_dict(cfg):
         cfg.data = data
@@ -182,6 +188,7 @@ def evaluate(cfg: DictConfig) -> dict:
         for name, parts in model.predictions.items():
             save_predictions(out / "predictions" / f"{name}.npz", parts, dm.test_sets[name])
     figure = tracking.report_evaluation(model.test_results, out / "figures")
+    print(describe_checkpoint(info))
     print(metrics_table(metrics))
     print(f"metrics: {out / 'metrics.json'}\nper-joint errors: {figure}")
     return metrics

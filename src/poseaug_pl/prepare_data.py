@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from poseaug_pl.cli import entry_point
 from poseaug_pl.data import PoseDataModule
-from poseaug_pl.utils import format_table
+from poseaug_pl.evaluation.report import format_table
 
 
 def prepare(cfg: DictConfig) -> PoseDataModule:

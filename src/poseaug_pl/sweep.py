@@ -17,7 +17,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from poseaug_pl.utils import atomic_output, format_table
+from poseaug_pl.evaluation.report import format_table
+from poseaug_pl.utils import atomic_output
 
 log = logging.getLogger(__name__)
 

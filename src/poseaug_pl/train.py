@@ -15,7 +15,6 @@ Writes, under the Hydra run folder: ``checkpoints/last.ckpt`` and ``checkpoints/
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -28,6 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from poseaug_pl.cli import entry_point
 from poseaug_pl.data import DataError
+from poseaug_pl.evaluation.report import (
+    checkpoint_info,
+    describe_checkpoint,
+    metrics_table,
+    plain_metrics,
+    write_metrics,
+)
 from poseaug_pl.models.ckpt import check_fits, read_checkpoint
 from poseaug_pl.sweep import objective
 from poseaug_pl.training import runfolder, tracking
@@ -36,11 +42,9 @@ from poseaug_pl.training.config import check_devices, validate
 from poseaug_pl.training.health import NETWORKS
 from poseaug_pl.training.module import PoseAugModule
 from poseaug_pl.training.resume import logged_step
-from poseaug_pl.utils import format_table, write_text_atomic
+from poseaug_pl.utils import write_text_atomic
 
 log = logging.getLogger(__name__)
-
-METRIC_KEYS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames")
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -69,80 +73,6 @@ def build_trainer(cfg: DictConfig, extra_callbacks=()) -> L.Trainer:
     return hydra.utils.instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks],
                                    logger=loggers or False,
                                    plugins=[AtomicCheckpointIO()])  # fmt: skip
-
-
-def plain_metrics(results: dict) -> dict:
-    """``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames, per_joint, per_bone_angle,
-    per_bone_length[, per_action]}}`` of `test_results`.
-
-    ``per_joint`` is the MPJPE of each of the 16 joints (mm); ``per_bone_angle`` the mean angle
-    between predicted and true direction of each of the 15 bones (degrees, `skeleton.BONES`
-    order) and ``per_bone_length`` the mean predicted / true length of each bone.
-    """
-    out = {}
-    for s, r in results.items():
-        out[s] = {k: r[k] for k in METRIC_KEYS}
-        for k, digits in (("per_joint", 3), ("per_bone_angle", 3), ("per_bone_length", 4)):
-            if k in r:
-                out[s][k] = [round(v, digits) for v in r[k]]
-        if "per_action" in r:
-            out[s]["per_action"] = r["per_action"]
-    return out
-
-
-def write_metrics(results: dict, path: Path) -> dict:
-    """Write `plain_metrics` of ``results`` as JSON; return it."""
-    metrics = plain_metrics(results)
-    write_text_atomic(path, json.dumps(metrics, indent=2))
-    return metrics
-
-
-def metrics_table(metrics: dict) -> str:
-    """Plain-text table of `write_metrics` output."""
-    rows = [{"set": s, "MPJPE": f"{m['mpjpe']:.1f}", "PA-MPJPE": f"{m['pa_mpjpe']:.1f}",
-             "N-MPJPE": f"{m['n_mpjpe']:.1f}", "PCK": f"{m['pck']:.1f}", "AUC": f"{m['auc']:.1f}",
-             "frames": m["frames"]} for s, m in metrics.items()]  # fmt: skip
-    tables = [action_table(s, m["per_action"]) for s, m in metrics.items() if "per_action" in m]
-    return "\n\n".join([format_table(rows) + "\n(mm; PCK@150mm and AUC in %)", *tables])
-
-
-#: The papers' column names and order of the Human3.6M actions (other names keep theirs).
-PAPER_ACTIONS = {
-    "Directions": "Dir.",
-    "Discussion": "Disc.",
-    "Eating": "Eat",
-    "Greeting": "Greet",
-    "Phoning": "Phone",
-    "Photo": "Photo",
-    "TakingPhoto": "Photo",
-    "Posing": "Pose",
-    "Purchases": "Purch.",
-    "Sitting": "Sit",
-    "SittingDown": "SitD.",
-    "Smoking": "Smoke",
-    "Waiting": "Wait",
-    "WalkDog": "WalkD.",
-    "WalkingDog": "WalkD.",
-    "Walking": "Walk",
-    "WalkTogether": "WalkT.",
-    "WalkingTogether": "WalkT.",
-}
-
-
-def action_table(name: str, per_action: dict) -> str:
-    """The papers' per-action table: actions as columns, Protocol 1 (MPJPE) and Protocol 2
-    (PA-MPJPE) rows, and the average over actions (mm)."""
-    order = list(dict.fromkeys(PAPER_ACTIONS))
-    actions = sorted(per_action, key=lambda a: order.index(a) if a in order else len(order))
-    rows = []
-    for label, key in (("P1 (MPJPE)", "mpjpe"), ("P2 (PA-MPJPE)", "pa_mpjpe")):
-        values = [per_action[a][key] for a in actions]
-        row = {
-            name: label,
-            **{PAPER_ACTIONS.get(a, a): f"{v:.1f}" for a, v in zip(actions, values)},
-        }
-        rows.append({**row, "Avg": f"{sum(values) / len(values):.1f}"})
-    return format_table(rows) + "\n(mm per action, takes merged; Avg: mean over actions)"
 
 
 #: What a checkpoint needs to resume a run from (``ckpt_path=``), and what each part is.
@@ -194,6 +124,31 @@ def check_resumable(ckpt: dict, path) -> None:
         )
 
 
+def from_scratch_warning(cfg: DictConfig) -> str | None:
+    """The warning for an augmented Human3.6M run whose estimator starts from scratch (None:
+    nothing to warn about).
+
+    The released recipe (``poseaug_h36m`` and the experiments built on it) continues a trained
+    baseline; without ``model.estimator_ckpt`` (and not resuming) it trains the estimator from
+    random weights and tests far worse. Baselines, augmentor pretraining
+    (``model.train_estimator=false``) and the synthetic experiments, which may start from
+    scratch on purpose, get no warning.
+    """
+    target = str(OmegaConf.select(cfg, "data._target_", default="") or "")
+    if (not target.endswith("H36MDataModule") or cfg.get("ckpt_path")
+            or not OmegaConf.select(cfg, "model.augment", default=False)
+            or not OmegaConf.select(cfg, "model.train_estimator", default=True)
+            or OmegaConf.select(cfg, "model.estimator_ckpt", default=None)):  # fmt: skip
+        return None
+    name = str(cfg.get("experiment_name") or "this run")
+    baseline = "baseline_h36m_cpu" if name.endswith("_cpu") else "baseline_h36m"
+    root = OmegaConf.select(cfg, "data.root", default=None) or "PATH"
+    return (f"model.estimator_ckpt is not set: {name} trains its estimator from scratch, but the "
+            f"released recipe starts from a baseline; make one with `python -m poseaug_pl.train "
+            f"experiment={baseline} data.root={root}`, then pass "
+            "model.estimator_ckpt=<that run>/checkpoints/best.ckpt")  # fmt: skip
+
+
 def prepare_run_folder(cfg: DictConfig) -> Path:
     """The run folder, created and checked before anything is written into it.
 
@@ -219,6 +174,8 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     """
     validate(cfg)
     check_devices(cfg)
+    if (warning := from_scratch_warning(cfg)) and rank_zero_only.rank == 0:
+        log.warning(warning)
     resumed = check_checkpoints(cfg)
     runfolder.check_new_run(output_dir(cfg), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -276,11 +233,23 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
     )
     print(f"\n{cfg.get('experiment_name', 'run')}: {epochs}, "
           f"best val MPJPE {float(val) if val is not None else float('nan'):.1f} mm")  # fmt: skip
+    print(describe_checkpoint(tested_checkpoint(tested, model, trainer)))
     print(f"test metrics of {Path(tested).name if tested else 'the final weights'}:")
     print(metrics_table(metrics))
     print(f"run folder: {out}\ncheckpoints: {out / 'checkpoints'}\nmetrics: {out / 'metrics.json'}"
           f"\nfigures: {figure.parent}")  # fmt: skip
     return metrics
+
+
+def tested_checkpoint(path: str | None, model, trainer: L.Trainer) -> dict:
+    """`report.checkpoint_info` of the tested checkpoint ``path``; without one, of the weights
+    in memory after fit (the last epoch)."""
+    if path:
+        return checkpoint_info(read_checkpoint(path), Path(path).name)
+    now = {"epoch": trainer.current_epoch - 1, "global_step": trainer.global_step,
+           "augmented_updates": getattr(model, "augmented_updates", None),
+           "hyper_parameters": dict(model.hparams)}  # fmt: skip
+    return checkpoint_info(now, "the final weights")
 
 
 def run(cfg: DictConfig):

@@ -23,8 +23,6 @@ normalised screen coordinates.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from poseaug_pl.geometry import skeleton as sk
@@ -133,27 +131,3 @@ def discriminator_accuracy(real_scores: torch.Tensor, fake_scores: torch.Tensor)
     real = (real_scores > 0.5).float().mean()
     fake = (fake_scores < 0.5).float().mean()
     return float((real + fake) / 2)
-
-
-def format_table(stats: dict[str, dict], title: str = "") -> str:
-    """The statistics as a small text table: one row per population (real, augmented)."""
-    cols = [*POSE_STATS, *AUGMENTATION_STATS]
-    heads = ["upright", "inside", "scale2d", "elev", f"elev>={HIGH_VIEW_DEG:g}", "rot", "bone_ang",
-             "bone_len", "d3d_acc", "d2d_acc"]  # fmt: skip
-
-    def cell(name, v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "-"
-        if name in ("upright", "inside", "high_view", "bone_length_change", "d3d_acc", "d2d_acc"):
-            return f"{100 * v:.1f}%"
-        if name.endswith("_deg"):
-            return f"{v:.1f}"
-        return f"{v:.2f}"
-
-    rows = [[k, *(cell(c, s.get(c)) for c in cols)] for k, s in stats.items()]
-    widths = [max(len(r[i]) for r in [["", *heads], *rows]) for i in range(len(cols) + 1)]
-    lines = [title] if title else []
-    for r in [["", *heads], *rows]:
-        lines.append("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in
-                               enumerate(zip(r, widths))))  # fmt: skip
-    return "\n".join(lines)

@@ -12,7 +12,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from poseaug_pl.evaluation import viz
-from poseaug_pl.geometry.plausibility import augmentation_statistics, format_table
+from poseaug_pl.evaluation.report import plausibility_table
+from poseaug_pl.geometry.plausibility import augmentation_statistics
 from poseaug_pl.models import augmentation_parameters
 from poseaug_pl.training.module import frozen_bn_statistics
 from poseaug_pl.training.resume import logged_step
@@ -205,8 +206,8 @@ class PlausibilityReport(L.Callback):
             out = augment_as_trained(pl_module.augmentor, x3, cam)
             stats = augmentation_statistics(out, x2, x3, pl_module.d3d, pl_module.d2d)
         epoch = trainer.current_epoch
-        print(format_table(stats, f"augmentation plausibility, epoch {epoch} "
-                                  f"({len(idx)} training poses):"), flush=True)  # fmt: skip
+        print(plausibility_table(stats, f"augmentation plausibility, epoch {epoch} "
+                                        f"({len(idx)} training poses):"), flush=True)  # fmt: skip
         metrics = {f"aug/plaus/{k}": v for k, v in stats["augmented"].items()}
         metrics.update({f"aug/plaus/real_{k}": v for k, v in stats["real"].items()})
         last_batch = max(0, logged_step(trainer) - 1)  # the epoch it describes ends there

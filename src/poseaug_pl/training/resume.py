@@ -2,7 +2,9 @@
 
 * `RunCheckpoint`: Lightning's ``ModelCheckpoint`` forgets its best score when a run resumes into
   another folder (a new Hydra run folder); this one copies the best checkpoint over and keeps
-  the score, so ``best.ckpt`` and ``metrics.json`` match the uninterrupted run. The file names a
+  the score, so ``best.ckpt`` and ``metrics.json`` match the uninterrupted run. With
+  ``after_augmented_updates`` an augmented run's best checkpoint is chosen only among epochs
+  after the estimator has trained on augmented pairs (never a warm-up epoch). The file names a
   checkpoint stores are hints, never trusted: only ``.ckpt`` files in the resumed checkpoint's
   own folder are carried over, so a resume copies, and later deletes, nothing outside the run.
 * `AppendingCSVLogger`: Lightning's CSV logger deletes an existing ``metrics.csv``; this one
@@ -34,6 +36,21 @@ from poseaug_pl.utils import atomic_output
 log = logging.getLogger(__name__)
 
 
+def augmented_run(pl_module) -> bool:
+    """Whether ``pl_module`` trains its estimator on augmented pairs at some point
+    (``hparams.augment`` and ``hparams.train_estimator``): not a baseline, not an augmentor
+    pretraining."""
+    hp = getattr(pl_module, "hparams", {}) or {}
+    return bool(hp.get("augment", False)) and bool(hp.get("train_estimator", True))
+
+
+def estimator_seen_augmented(pl_module) -> bool | None:
+    """Whether the estimator has trained on augmented pairs in this run so far
+    (``pl_module.augmented_updates > 0``); None where the module does not count them."""
+    updates = getattr(pl_module, "augmented_updates", None)
+    return None if updates is None else int(updates) > 0
+
+
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that carries its state (best score and file) into a new run folder.
 
@@ -46,6 +63,40 @@ class RunCheckpoint(ModelCheckpoint):
     nothing outside the resumed run is copied in, and Lightning never deletes an outside file
     as an old top-k or last checkpoint.
     """
+
+    def __init__(self, *args, after_augmented_updates: bool = False, **kwargs) -> None:
+        """``ModelCheckpoint``'s arguments, and:
+
+        Args:
+            after_augmented_updates: in an augmented run that trains the estimator
+                (`augmented_run`), consider an epoch for the monitored (best) checkpoint only
+                once the estimator has trained on augmented pairs (`estimator_seen_augmented`),
+                so a warm-up epoch's estimator (the starting weights) is never the best one.
+        """
+        super().__init__(*args, **kwargs)
+        self.after_augmented_updates = after_augmented_updates
+
+    def _warming_up(self, pl_module) -> bool:
+        """Whether this epoch is left out of the best checkpoint (see ``__init__``)."""
+        if not (self.after_augmented_updates and self.monitor and augmented_run(pl_module)):
+            return False
+        if estimator_seen_augmented(pl_module) is not False:
+            return False
+        if not getattr(self, "_told", False):
+            log.info("best checkpoint: epochs before the estimator trains on augmented pairs "
+                     "are not considered (warm-up)")  # fmt: skip
+            self._told = True
+        return True
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """Save the best checkpoint, unless the estimator has not seen augmented pairs yet."""
+        if not self._warming_up(pl_module):
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """As `on_validation_end`, for checkpoints saved at the end of the training epoch."""
+        if not self._warming_up(pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
 
     @property
     def state_key(self) -> str:

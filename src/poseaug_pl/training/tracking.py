@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from poseaug_pl.evaluation import viz
+from poseaug_pl.evaluation.report import action_table_data, metrics_table_data
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +199,6 @@ def finish_wandb(exit_code: int = 0) -> None:
         wandb.finish(exit_code=exit_code)
 
 
-def table_rows(results: dict) -> tuple[list[str], list[list]]:
-    """Columns and rows of the metrics table of `PoseAugModule.test_results`."""
-    columns = ["set", "mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc", "frames"]
-    rows = [[name, *(r[c] for c in columns[1:])] for name, r in results.items()]
-    return columns, rows
-
-
 def report_evaluation(results: dict, figure_dir: str | Path, loggers=(), step: int = 0) -> Path:
     """Per-joint error bar chart (PNG) and metrics table of every test set, also to the loggers.
 
@@ -226,19 +220,9 @@ def report_evaluation(results: dict, figure_dir: str | Path, loggers=(), step: i
         if kind == "WandbLogger":
             import wandb
 
-            columns, rows = table_rows(results)
-            table = wandb.Table(columns=columns, data=rows)
-            per_action = {
-                f"test/{n}/per_action": wandb.Table(
-                    columns=["action", "mpjpe", "pa_mpjpe", "frames"],
-                    data=[
-                        [a, v["mpjpe"], v["pa_mpjpe"], v["frames"]]
-                        for a, v in r["per_action"].items()
-                    ],
-                )  # fmt: skip
-                for n, r in results.items()
-                if "per_action" in r
-            }
+            table = wandb.Table(*metrics_table_data(results))
+            per_action = {f"test/{n}/per_action": wandb.Table(*action_table_data(r["per_action"]))
+                          for n, r in results.items() if "per_action" in r}  # fmt: skip
             lg.experiment.log(
                 {
                     "test/per_joint_error": wandb.Image(str(path)),
