@@ -6,9 +6,10 @@ Both files are `python -m poseaug_pl.evaluate ckpt_path=... save_predictions=tru
 (``predictions/<set>.npz``: ``pred``, ``target`` root-relative mm) of the same checkpoint: one on
 the cross set, one on the test set of its training domain. Two datasets place some joints by
 their own conventions (HumanEva-I's hips sit 50 mm in front of its pelvis and a third as far
-apart as Human3.6M's; its head, thorax, shoulders and spine come from other markers: README,
-"Where HumanEva-I's error comes from"); the limb joints (knees, feet, elbows, wrists) mean the
-same thing in both. Those are the joints where better poses and viewpoints can show (the others
+apart as Human3.6M's; its head, thorax, shoulders and spine come from other markers:
+docs/experiments/2026-11-26-results-notebook.md, "Where HumanEva-I's error comes from"); the
+limb joints (knees, feet, elbows, wrists) mean the same thing in both. Those are the joints
+where better poses and viewpoints can show (the others
 carry the definitions' offsets; an estimator also reads the limbs' depth partly from them, which
 `skeleton_gap.py --ckpt` measures), so the script scores the cross set again with the limb
 joints' errors reduced, everything else as predicted (MPJPE, mm):
@@ -23,8 +24,8 @@ Prints the per-joint errors beside them. ``in-domain limbs`` is a scale, not a b
 augmentation that went below it would have made the cross set's limbs easier for the estimator
 than its own domain's. Both files keep their evaluation protocol: ``evaluate`` tests in-domain
 sets without flip averaging and cross sets with it (use predictions made the same way if that
-matters; on Human3.6M flip averaging makes the limbs worse, README "Where HumanEva-I's error
-comes from").
+matters; on Human3.6M flip averaging makes the limbs worse, docs/experiments/
+2026-11-26-results-notebook.md "Where HumanEva-I's error comes from").
 """
 
 from __future__ import annotations

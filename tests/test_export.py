@@ -72,11 +72,11 @@ def test_export_refuses_bad_requests_in_one_line(tiny_ckpt, tmp_path):
 
 
 def test_the_readmes_onnx_recipe_matches_the_lifter(tiny_ckpt, onnx_file, monkeypatch):
-    """The README's 'without this package' snippet gives the Lifter's flip-averaged output."""
+    """The user guide's 'without this package' snippet gives the Lifter's flip-averaged output."""
     from poseaug_pl import Lifter
     from poseaug_pl.utils import CONFIG_DIR
 
-    readme = (CONFIG_DIR.parent / "README.md").read_text()
+    readme = (CONFIG_DIR.parent / "docs" / "guide.md").read_text()
     block = next(b for b in readme.split("```python")[1:] if "onnxruntime as ort" in b)
     code = block.split("```")[0]
     monkeypatch.chdir(onnx_file.parent)

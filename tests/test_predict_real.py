@@ -25,7 +25,7 @@ STRIDE = 50  # as h36m_run (conftest)
 H36M32_TO_17 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 #: COCO keypoint k taken from mocap joint COCO_FROM_32[k] (-1: unlabelled eye or ear).
 COCO_FROM_32 = (14, -1, -1, -1, -1, 17, 25, 18, 26, 19, 27, 6, 1, 7, 2, 8, 3)
-#: Extra MPJPE allowed for COCO input over the 17-joint input (measured +0.5 mm: README).
+#: Extra MPJPE allowed for COCO input over the 17-joint input (measured +0.5 mm: docs/guide.md).
 COCO_MARGIN_MM = 5.0
 
 
