@@ -6,7 +6,6 @@ import io
 import logging
 from types import SimpleNamespace
 
-import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -18,24 +17,6 @@ from poseaug_pl.evaluation.report import checkpoint_info, describe_checkpoint
 from poseaug_pl.train import from_scratch_warning, train
 from poseaug_pl.training.resume import RunCheckpoint
 from poseaug_pl.utils import CONFIG_DIR
-
-
-class CountAugmentedUpdates(L.Callback):
-    """Stands in for the module's own ``augmented_updates`` where it has none: estimator
-    updates after the warm-up (one per batch), stored in every checkpoint."""
-
-    def setup(self, trainer, pl_module, stage):
-        self.fake = not hasattr(pl_module, "augmented_updates")
-        if self.fake:
-            pl_module.augmented_updates = 0
-
-    def on_train_batch_end(self, trainer, pl_module, *args):
-        if self.fake and pl_module.hparams.augment and not pl_module.in_warmup():
-            pl_module.augmented_updates += 1
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        if self.fake:
-            checkpoint["augmented_updates"] = pl_module.augmented_updates
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["augmented", "baseline"])
@@ -56,8 +37,7 @@ def warmup_run(request, tmp_path_factory):
     switches = [] if request.param else ["augment=false", "feedback=false"]
     try:
         with contextlib.redirect_stdout(io.StringIO()) as printed:
-            train(tiny_cfg(out, "trainer.max_epochs=3", "model.warmup_epochs=2", *switches),
-                  extra_callbacks=[CountAugmentedUpdates()])  # fmt: skip
+            train(tiny_cfg(out, "trainer.max_epochs=3", "model.warmup_epochs=2", *switches))
     finally:
         mp.undo()
     return SimpleNamespace(out=out, augmented=request.param, considered=considered,

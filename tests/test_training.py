@@ -219,7 +219,7 @@ def test_h36m_experiment_without_data_says_where_it_looked(tmp_path):
 def test_augmented_batches_leave_bn_running_statistics_alone():
     from torch import nn
 
-    from poseaug_pl.training.module import frozen_bn_statistics
+    from poseaug_pl.models.batchnorm import frozen_bn_statistics
 
     net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8)).train()
     before = net[1].running_mean.clone()

@@ -34,7 +34,12 @@ from poseaug_pl.evaluation.report import (
     plain_metrics,
     write_metrics,
 )
-from poseaug_pl.models.ckpt import check_fits, read_checkpoint
+from poseaug_pl.models.ckpt import (
+    check_fits,
+    initialise_augmentor,
+    initialise_estimator,
+    read_checkpoint,
+)
 from poseaug_pl.sweep import objective
 from poseaug_pl.training import runfolder, tracking
 from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
@@ -59,9 +64,9 @@ def build_model(cfg: DictConfig) -> PoseAugModule:
     estimator_ckpt, augmentor_ckpt = args.pop("estimator_ckpt"), args.pop("augmentor_ckpt")
     model = PoseAugModule(**args)
     if estimator_ckpt:
-        model.load_estimator(estimator_ckpt)
+        initialise_estimator(model, estimator_ckpt)
     if augmentor_ckpt:
-        model.load_augmentor(augmentor_ckpt)
+        initialise_augmentor(model, augmentor_ckpt)
     return model
 
 
@@ -247,7 +252,7 @@ def tested_checkpoint(path: str | None, model, trainer: L.Trainer) -> dict:
     if path:
         return checkpoint_info(read_checkpoint(path), Path(path).name)
     now = {"epoch": trainer.current_epoch - 1, "global_step": trainer.global_step,
-           "augmented_updates": getattr(model, "augmented_updates", None),
+           "augmented_updates": model.augmented_updates, "max_epochs": trainer.max_epochs,
            "hyper_parameters": dict(model.hparams)}  # fmt: skip
     return checkpoint_info(now, "the final weights")
 

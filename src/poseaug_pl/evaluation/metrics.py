@@ -8,12 +8,14 @@ Poses are root-relative (N, 16, 3) in metres; reported numbers are in millimetre
 * Per-bone diagnostics: the angle between each predicted and true bone (degrees) and the
   predicted / true bone length. They separate a skeleton that another dataset defines
   differently (its hips or shoulders, say) from pose errors.
-* `PoseMetrics` accumulates sums as a torchmetrics `Metric`, so values reduce across processes.
+* `PoseMetrics` accumulates sums as a torchmetrics `Metric`, so values reduce across processes;
+  `TestSetMetrics` holds one per test set, with per-action sums and the saved predictions.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torchmetrics import Metric
 
 from poseaug_pl.geometry.skeleton import NUM_BONES, NUM_JOINTS, bone_directions, bone_lengths
@@ -148,3 +150,54 @@ class PoseMetrics(Metric):
             "per_bone_angle": self.per_bone_angle / n,
             "per_bone_length": self.per_bone_length / n,
         }
+
+
+#: The metrics a test set logs as ``test/<set>/<metric>``.
+LOGGED = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc")
+
+
+class TestSetMetrics(nn.Module):
+    """`PoseMetrics` of every test set of a datamodule, MPJPE and PA-MPJPE per action where a
+    set has several, and (optionally) the predictions.
+
+    Args:
+        sets: ``{name: PoseSet}`` in the test loaders' order; save_predictions: keep
+            ``(stack([pred, target]), index)`` per batch on the CPU in `predictions`.
+    """
+
+    def __init__(self, sets: dict, save_predictions: bool = False):
+        super().__init__()
+        self.names, self.save = list(sets), save_predictions
+        self.actions = {n: s.actions for n, s in sets.items() if len(s.actions) > 1}
+        self.metrics = nn.ModuleDict({n: PoseMetrics() for n in self.names})
+        for n, actions in self.actions.items():  # (actions, 3) sums: MPJPE, PA-MPJPE (m), frames
+            self.register_buffer(f"per_action_{n}", torch.zeros(len(actions), 3), persistent=False)
+        self.predictions: dict[str, list] = {n: [] for n in self.names}
+
+    def update(self, name: str, pred: torch.Tensor, target: torch.Tensor, batch: dict) -> None:
+        """Add a batch of root-relative predictions of set ``name``."""
+        self.metrics[name].update(pred, target)
+        if name in self.actions:
+            errors = torch.stack([mpjpe(pred, target), pa_mpjpe(pred, target)], 1)
+            rows = torch.cat([errors, torch.ones_like(errors[:, :1])], 1)
+            getattr(self, f"per_action_{name}").index_add_(0, batch["action"], rows)
+        if self.save:
+            self.predictions[name].append((torch.stack([pred, target]).cpu(), batch["index"].cpu()))
+
+    def compute(self, reduce_sum=lambda t: t) -> tuple[dict, dict]:
+        """``(results, logged)``: plain numbers per set (``per_action`` in mm where a set has
+        several actions, summed over processes by ``reduce_sum``) and the tensors to log."""
+        results, logged = {}, {}
+        for name, metric in self.metrics.items():
+            m = metric.compute()
+            res = {k: float(v) if v.ndim == 0 else [float(x) for x in v] for k, v in m.items()}
+            res["frames"] = int(res["frames"])
+            if name in self.actions:
+                sums = reduce_sum(getattr(self, f"per_action_{name}"))
+                res["per_action"] = {
+                    a: {"mpjpe": e / n * 1000, "pa_mpjpe": pa / n * 1000, "frames": int(n)}
+                    for a, (e, pa, n) in zip(self.actions[name], sums.tolist()) if n > 0
+                }  # fmt: skip
+            results[name] = res
+            logged |= {f"test/{name}/{k}": m[k].float() for k in LOGGED}
+        return results, logged

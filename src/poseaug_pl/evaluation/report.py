@@ -133,10 +133,10 @@ def checkpoint_info(ckpt: dict, name: str) -> dict:
     augmented_updates, augmented}``.
 
     ``epoch`` counts from 1 (the epoch whose end saved it; None when unknown); ``max_epochs``
-    the run's planned epochs. ``augmented`` says whether its estimator has trained on augmented
-    pairs: ``yes``, ``no (baseline)``, ``no (augmentor pretraining)``, ``no (warm-up)`` or
-    ``unknown (older checkpoint)`` (an augmented run's checkpoint written before the count of
-    updates on augmented pairs, ``augmented_updates``, was stored).
+    the run's planned epochs (None when the checkpoint does not say). ``augmented`` says
+    whether its estimator has trained on augmented pairs: ``yes``, ``no (baseline)``,
+    ``no (augmentor pretraining)``, ``no (warm-up)`` or ``unknown (older checkpoint)`` (an
+    augmented run's checkpoint written before ``augmented_updates`` was stored).
 
     Args:
         ckpt: the checkpoint dict (`models.ckpt.read_checkpoint`), or the same keys of a module
@@ -154,7 +154,8 @@ def checkpoint_info(ckpt: dict, name: str) -> dict:
     else:
         augmented = "yes" if updates > 0 else "no (warm-up)"
     return {"file": name, "epoch": epoch + 1 if isinstance(epoch, int) else None,
-            "max_epochs": hp.get("max_epochs"), "global_step": ckpt.get("global_step"),
+            "max_epochs": ckpt.get("max_epochs", hp.get("max_epochs")),
+            "global_step": ckpt.get("global_step"),
             "augmented_updates": updates, "augmented": augmented}  # fmt: skip
 
 

@@ -240,3 +240,36 @@ def load_module(path, **overrides):
     model = PoseAugModule(**args)
     model.load_state_dict(state)
     return model
+
+
+def initialise_estimator(model, path) -> None:
+    """Initialise ``model``'s estimator from a checkpoint of the module (``model.estimator_ckpt``,
+    e.g. a baseline run); the weights must fit exactly."""
+    ckpt = read_checkpoint(path, "model.estimator_ckpt")
+    est = sub_state(ckpt, "estimator")
+    if not est:
+        raise DataError(f"{path}: no estimator weights in this checkpoint")
+    there = (ckpt.get("hyper_parameters") or {}).get("estimator")
+    load_weights(model.estimator, est, path, "model.estimator_ckpt's estimator",
+                 here=model.hparams.estimator, there=there)  # fmt: skip
+    log.info("estimator initialised from %s", path)
+
+
+def initialise_augmentor(model, path) -> None:
+    """Initialise ``model``'s augmentor, both discriminators and fake pools from a checkpoint
+    (``model.augmentor_ckpt``: a stand-alone augmentor pretraining run), so that runs which
+    only differ after the warm-up (a sweep over the hard ratio) do not repeat it. Pools of
+    another size start empty."""
+    ckpt = read_checkpoint(path, "model.augmentor_ckpt")
+    if not sub_state(ckpt, "augmentor"):
+        raise DataError(f"{path}: no augmentor weights in this checkpoint")
+    there = ckpt.get("hyper_parameters") or {}
+    for role in ("augmentor", "d3d", "d2d"):
+        load_weights(getattr(model, role), sub_state(ckpt, role), path,
+                     f"model.augmentor_ckpt's {role}", here=model.hparams[role],
+                     there=there.get(role))  # fmt: skip
+    for name in ("pool3d", "pool2d"):
+        pool, part = getattr(model, name), sub_state(ckpt, name)
+        if part.get("items") is not None and part["items"].shape == pool.items.shape:
+            pool.load_state_dict(part)
+    log.info("augmentor and discriminators initialised from %s", path)

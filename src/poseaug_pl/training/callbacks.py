@@ -15,7 +15,7 @@ from poseaug_pl.evaluation import viz
 from poseaug_pl.evaluation.report import plausibility_table
 from poseaug_pl.geometry.plausibility import augmentation_statistics
 from poseaug_pl.models import augmentation_parameters
-from poseaug_pl.training.module import frozen_bn_statistics
+from poseaug_pl.models.batchnorm import frozen_bn_statistics
 from poseaug_pl.training.resume import logged_step
 from poseaug_pl.utils import write_text_atomic
 

@@ -18,7 +18,6 @@ All hyper-parameters are plain Python values, so checkpoints load with torch's s
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from functools import partial
 
 import lightning as L
@@ -26,12 +25,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from poseaug_pl.data.poseset import DataError
 from poseaug_pl.data.views import RAISED_SUFFIX
-from poseaug_pl.evaluation.metrics import PoseMetrics, mpjpe, pa_mpjpe
+from poseaug_pl.evaluation.metrics import PoseMetrics, TestSetMetrics
 from poseaug_pl.geometry import skeleton as sk
 from poseaug_pl.models import registry
-from poseaug_pl.models.ckpt import load_module, load_weights, read_checkpoint, sub_state
+from poseaug_pl.models.batchnorm import frozen_bn_statistics
+from poseaug_pl.models.ckpt import load_module
 from poseaug_pl.training import losses
 from poseaug_pl.training.config import TrainingDiverged, check_warmup_steps
 from poseaug_pl.training.health import HealthGuard
@@ -47,20 +46,6 @@ IN_DOMAIN_SETS = ("h36m", "synthetic")
 AUGMENTATION_KEYS = ("ba_diff", "bl_ratio_bones", "rotation", "translation")
 #: The module's networks, in the order of its constructor's specs.
 ROLES = ("estimator", "augmentor", "d3d", "d2d")
-
-
-@contextmanager
-def frozen_bn_statistics(module: nn.Module):
-    """BatchNorm layers normalise with batch statistics but leave running statistics unchanged."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
 
 
 class PoseAugModule(HealthGuard, L.LightningModule):
@@ -135,9 +120,10 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         self.feedback_loss = losses.FEEDBACK[losses.LOSS_FORM[recipe]]
         self.init_health_guard()
         self.val_metrics = PoseMetrics()
-        self.test_metrics = nn.ModuleDict()
-        self.test_results: dict[str, dict[str, float]] = {}
-        self.predictions: dict[str, list[torch.Tensor]] = {}
+        self.test_metrics: TestSetMetrics | None = None
+        #: after a test: ``{set: {metric: value}}`` and, with `save_predictions`, the predictions
+        self.test_results: dict[str, dict] = {}
+        self.predictions: dict[str, list] = {}
         self.save_predictions = False
         #: The latest batch's augmentation parameters (detached, on the device; for dashboards).
         self.last_augmentation: dict[str, torch.Tensor] | None = None
@@ -158,38 +144,6 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             raise ValueError("hparams_file is not supported: the checkpoint's own are used")
         model = load_module(checkpoint_path, **kwargs)
         return model.to(map_location) if isinstance(map_location, (str, torch.device)) else model
-
-    def load_estimator(self, path: str) -> None:
-        """Initialise the estimator from a checkpoint of this module (e.g. a baseline run)."""
-        ckpt = read_checkpoint(path, "model.estimator_ckpt")
-        est = sub_state(ckpt, "estimator")
-        if not est:
-            raise DataError(f"{path}: no estimator weights in this checkpoint")
-        there = (ckpt.get("hyper_parameters") or {}).get("estimator")
-        load_weights(self.estimator, est, path, "model.estimator_ckpt's estimator",
-                     here=self.hparams.estimator, there=there)  # fmt: skip
-        log.info("estimator initialised from %s", path)
-
-    def load_augmentor(self, path: str) -> None:
-        """Initialise augmentor, both discriminators and the fake pools from a checkpoint.
-
-        Used to start from a stand-alone augmentor pretraining run, so that runs which only
-        differ after the warm-up (a sweep over the hard ratio) do not repeat it. Pools of
-        another size start empty.
-        """
-        ckpt = read_checkpoint(path, "model.augmentor_ckpt")
-        if not sub_state(ckpt, "augmentor"):
-            raise DataError(f"{path}: no augmentor weights in this checkpoint")
-        there = ckpt.get("hyper_parameters") or {}
-        for role in ("augmentor", "d3d", "d2d"):
-            load_weights(getattr(self, role), sub_state(ckpt, role), path,
-                         f"model.augmentor_ckpt's {role}", here=self.hparams[role],
-                         there=there.get(role))  # fmt: skip
-        for name in ("pool3d", "pool2d"):
-            pool, part = getattr(self, name), sub_state(ckpt, name)
-            if part.get("items") is not None and part["items"].shape == pool.items.shape:
-                pool.load_state_dict(part)
-        log.info("augmentor and discriminators initialised from %s", path)
 
     def setup(self, stage: str) -> None:
         """Take the training subjects' bone templates from the datamodule (for the bone swap)."""
@@ -231,23 +185,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             torch.manual_seed(base + self.global_rank)
 
     def on_train_epoch_start(self) -> None:
-        """Set every optimiser's learning rate for this epoch (nothing stateful to restore)."""
-        factor, lr = self.schedule.lr_factor(), self.hparams.lr
-        names = ("augmentor", "discriminator", "discriminator", "estimator")
-        for opt, name in zip(self.optimizers(), names):
-            for group in opt.param_groups:
-                group["lr"] = lr[name] * factor
-        logged = {f"train/lr/{n}": lr[n] * factor for n in lr}
-        if self.uses_augmentor():
-            logged["train/aug/hard_ratio"] = self.schedule.hard_ratio()
-        elif self.hparams.augment and self.augmentor_steps < self.hparams.warmup_steps:  # finish
-            log.warning(
-                "real-data finish from epoch %d, but the warm-up (model.warmup_steps=%d) never "
-                "ended: the estimator saw no augmented pairs in this run",
-                self.current_epoch,
-                self.hparams.warmup_steps,
-            )
-        self.log_dict(logged, on_step=False, on_epoch=True)
+        """Set every optimiser's learning rate for this epoch (`Schedule.set_learning_rates`)."""
+        self.log_dict(self.schedule.set_learning_rates(self.optimizers()), on_epoch=True)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """Clip each network's gradient norm (after AMP unscaling)."""
@@ -412,11 +351,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         return self.estimator(pose2d)
 
     def predict_step(self, batch, batch_idx: int = 0, dataloader_idx: int = 0) -> torch.Tensor:
-        """`Trainer.predict`: (B, 16, 3) root-relative metres for a batch of normalised 2D.
-
-        ``batch`` is a (B, 16, 2) tensor, a dict with ``pose2d``, or a tuple/list whose first
-        item is the tensor (as a ``TensorDataset`` yields).
-        """
+        """`Trainer.predict`: (B, 16, 3) root-relative metres for a batch of normalised 2D: a
+        (B, 16, 2) tensor, a dict with ``pose2d`` or a tuple/list (a ``TensorDataset``'s)."""
         if isinstance(batch, dict):
             batch = batch["pose2d"]
         elif isinstance(batch, (tuple, list)):
@@ -424,12 +360,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         return self.estimator(batch)
 
     def _broadcast_estimator_buffers(self) -> None:
-        """Under DDP, give every rank rank 0's BatchNorm statistics before evaluating.
-
-        DDP copies buffers from rank 0 only at training forwards, so after the last training
-        step each rank holds its own running statistics; evaluation must use the ones that go
-        into the checkpoint.
-        """
+        """Under DDP, give every rank rank 0's BatchNorm statistics before evaluating (DDP
+        copies buffers only at training forwards; evaluation must use the checkpoint's)."""
         if self.trainer.world_size > 1 and torch.distributed.is_initialized():
             for buf in self.estimator.buffers():
                 torch.distributed.broadcast(buf, src=0)
@@ -449,65 +381,32 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             return
         m = self.val_metrics.compute()
         self._watch_validation(m["mpjpe"])
-        self.log_dict(
-            {"val/mpjpe": m["mpjpe"].float(), "val/pa_mpjpe": m["pa_mpjpe"].float()},
-            prog_bar=True,
-            sync_dist=False,
-        )
+        logged = {"val/mpjpe": m["mpjpe"].float(), "val/pa_mpjpe": m["pa_mpjpe"].float()}
+        self.log_dict(logged, prog_bar=True, sync_dist=False)
         self.val_metrics.reset()
 
     def on_test_epoch_start(self) -> None:
-        """One metric collection per test set of the datamodule."""
+        """Fresh metrics for every test set of the datamodule (`TestSetMetrics`)."""
         self._broadcast_estimator_buffers()
-        names = self.trainer.datamodule.test_names
-        self.test_metrics = nn.ModuleDict({n: PoseMetrics() for n in names}).to(self.device)
-        self.predictions = {n: [] for n in names}
-        self.test_results = {}
         sets = self.trainer.datamodule.test_sets
-        #: per test set with several actions: (actions, 3) sums of MPJPE, PA-MPJPE (m), frames
-        self._per_action = {n: torch.zeros(len(sets[n].actions), 3, device=self.device)
-                            for n in names if len(sets[n].actions) > 1}  # fmt: skip
+        self.test_metrics = TestSetMetrics(sets, self.save_predictions).to(self.device)
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         """Evaluate one batch of one test set (flip TTA except on the in-domain sets and their
         raised-camera copies, so that a copy differs from its source by the viewpoint alone)."""
-        name = self.trainer.datamodule.test_names[dataloader_idx]
+        name = self.test_metrics.names[dataloader_idx]
         x2, target = batch["pose2d"], sk.root_relative(batch["pose3d"])
         in_domain = name.removesuffix(RAISED_SUFFIX) in IN_DOMAIN_SETS
         pred = self.estimator(x2) if in_domain else sk.flip_average(self.estimator, x2)
-        pred = sk.root_relative(pred)
-        self.test_metrics[name].update(pred, target)
-        if name in self._per_action:
-            errors = torch.stack([mpjpe(pred, target), pa_mpjpe(pred, target)], 1)
-            self._per_action[name].index_add_(
-                0, batch["action"], torch.cat([errors, torch.ones_like(errors[:, :1])], 1)
-            )
-        if self.save_predictions:
-            self.predictions[name].append((torch.stack([pred, target]).cpu(), batch["index"].cpu()))
+        self.test_metrics.update(name, sk.root_relative(pred), target, batch)
 
     def on_test_epoch_end(self) -> None:
-        """Compute and log ``test/<set>/<metric>``; keep plain numbers in `test_results`."""
-        for name, metric in self.test_metrics.items():
-            m = metric.compute()
-            res = {k: float(v) if v.ndim == 0 else [float(x) for x in v] for k, v in m.items()}
-            res["frames"] = int(res["frames"])
-            if name in self._per_action:
-                res["per_action"] = self._action_table(name)
-            self.test_results[name] = res
-            self.log_dict(
-                {
-                    f"test/{name}/{k}": v.float()
-                    for k, v in m.items()
-                    if k in ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc")
-                }
-            )
-
-    def _action_table(self, name: str) -> dict:
-        """``{action: {mpjpe, pa_mpjpe (mm), frames}}`` of one test set, summed over ranks."""
-        sums = self.trainer.strategy.reduce(self._per_action[name], reduce_op="sum")
-        actions = self.trainer.datamodule.test_sets[name].actions
-        return {a: {"mpjpe": e / n * 1000, "pa_mpjpe": pa / n * 1000, "frames": int(n)}
-                for a, (e, pa, n) in zip(actions, sums.tolist()) if n > 0}  # fmt: skip
+        """Compute and log ``test/<set>/<metric>``; keep plain numbers in `test_results` and the
+        saved predictions in `predictions`."""
+        reduce = partial(self.trainer.strategy.reduce, reduce_op="sum")
+        self.test_results, logged = self.test_metrics.compute(reduce)
+        self.predictions = self.test_metrics.predictions
+        self.log_dict(logged)
 
     # --- checkpoints --------------------------------------------------------------------------
 
@@ -526,6 +425,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             )
         checkpoint["augmentor_steps"] = self.augmentor_steps
         checkpoint["augmented_updates"] = self.augmented_updates
+        checkpoint["max_epochs"] = self.trainer.max_epochs
         checkpoint["rng_cpu"] = torch.get_rng_state()
         if torch.cuda.is_available():
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
@@ -536,13 +436,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         Fake pools of another size (another ``pool_size`` or an older layout) are training
         state only: they start empty, with a warning, instead of failing the load.
         """
-        state = checkpoint.get("state_dict", {})
         for name in ("pool3d", "pool2d"):
-            pool = getattr(self, name)
-            if f"{name}.items" in state and state[f"{name}.items"].shape != pool.items.shape:
-                log.warning("%s in the checkpoint has another size; it starts empty", name)
-                state[f"{name}.items"] = torch.zeros_like(pool.items)
-                state[f"{name}.count"] = torch.zeros_like(pool.count)
+            getattr(self, name).fit_state(checkpoint.get("state_dict", {}), name)
         self.augmentor_steps = int(checkpoint.get("augmentor_steps", 0))
         self.augmented_updates = int(checkpoint.get("augmented_updates", 0))
         #: epochs trained before a resume (the summary line counts this process's own)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 class FakePool(nn.Module):
@@ -50,3 +54,13 @@ class FakePool(nn.Module):
         )
         self.count.copy_((self.count + b).clamp(max=self.size))
         return out
+
+    def fit_state(self, state: dict, prefix: str) -> None:
+        """Empty this pool's entries in a checkpoint's ``state`` (in place) when they have
+        another size (another ``pool_size`` or an older layout): a pool is training state only,
+        so it starts empty, with a warning, instead of failing the load."""
+        items = state.get(f"{prefix}.items")
+        if items is not None and items.shape != self.items.shape:
+            log.warning("%s in the checkpoint has another size; it starts empty", prefix)
+            state[f"{prefix}.items"] = torch.zeros_like(self.items)
+            state[f"{prefix}.count"] = torch.zeros_like(self.count)

@@ -17,9 +17,16 @@ The hard ratio rises linearly over the epochs before the finish; every learning 
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from poseaug_pl.geometry import skeleton as sk
+
+log = logging.getLogger(__name__)
+
+#: The network of each of the module's optimisers, in their order.
+OPTIMISED = ("augmentor", "discriminator", "discriminator", "estimator")
 
 
 class Schedule:
@@ -74,6 +81,23 @@ class Schedule:
     def lr_factor(self) -> float:
         """Linear decay ``1 - epoch / (max_epochs + 1)`` of every learning rate."""
         return 1.0 - self.module.current_epoch / (self.module.trainer.max_epochs + 1)
+
+    def set_learning_rates(self, optimizers) -> dict[str, float]:
+        """Set this epoch's learning rates (nothing stateful to restore on a resume); returns
+        them, and the hard ratio of an augmented epoch, to log. Warns when the real-data finish
+        starts before ``warmup_steps`` was reached."""
+        hp, factor = self._hp, self.lr_factor()
+        for opt, name in zip(optimizers, OPTIMISED):
+            for group in opt.param_groups:
+                group["lr"] = hp.lr[name] * factor
+        logged = {f"train/lr/{n}": hp.lr[n] * factor for n in hp.lr}
+        if self.uses_augmentor():
+            logged["train/aug/hard_ratio"] = self.hard_ratio()
+        elif hp.augment and self.module.augmentor_steps < hp.warmup_steps:  # the finish
+            log.warning("real-data finish from epoch %d, but the warm-up (model.warmup_steps=%d) "
+                        "never ended: the estimator saw no augmented pairs in this run",
+                        self.module.current_epoch, hp.warmup_steps)  # fmt: skip
+        return logged
 
     def _pass(self, batch_idx: int) -> tuple[int, int]:
         """``(pass, batch index within the pass)`` of a training batch."""
