@@ -105,6 +105,33 @@ def test_an_earlier_versions_checkpoint_still_loads(tiny_ckpt, tmp_path):
     assert load_module(path).hparams.estimator["name"] == "videopose"
 
 
+def test_a_checkpoint_with_retired_and_moved_arguments_loads_as_todays_design(
+    tiny_ckpt, tmp_path, caplog
+):
+    """Checkpoints written before 2026-12-05 carry arguments that were retired or moved
+    (docs/experiments/2026-12-05-retired-options.md); they load, the moved ones in their new
+    place, a retired one at another value than today's with a warning."""
+    hp = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    old = {k: v for k, v in hp.items() if k != "hard_ratio"}
+    old |= {"hard_ratio": {"start": 1.5, "end": 2.5}, "ba_half_width": 0.5,
+            "rt_ratio": {"centre": 2.0, "half_width": 1.0}, "feedback_mode": "train",
+            "aug_norm": "running", "aug_batch": "rebatch", "bone_jitter": 0.0,
+            "view_diversity_cap": 90.0, "estimator_ckpt": "/nowhere/base.ckpt",
+            "augmentor_ckpt": None, "on_collapse": "warn", "max_epochs": 7}  # fmt: skip
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"] = old
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    model = load_module(tmp_path / "old.ckpt")
+    assert model.hparams.hard_ratio == {"start": 1.5, "end": 2.5, "ba_half_width": 0.5,
+                                        "rt_centre": 2.0, "rt_half_width": 1.0}  # fmt: skip
+    assert "aug_norm" not in model.hparams and "max_epochs" not in model.hparams
+    assert "retired option aug_norm" in caplog.text  # another value than today's
+    assert "feedback_mode" not in caplog.text  # today's value: nothing to say
+    x = torch.randn(5, 16, 2) * 0.3
+    torch.testing.assert_close(load_estimator(tmp_path / "old.ckpt")(x),
+                               load_estimator(tiny_ckpt)(x))  # fmt: skip
+
+
 # --- checkpoints naming code --------------------------------------------------------------------
 
 
