@@ -56,9 +56,7 @@ def main() -> None:
     rows = [elevation_row("real (Human3.6M S1-S8)", x3)]
     for path in args.ckpts:
         torch.manual_seed(0)  # the augmentor's noise: the same draw for every checkpoint
-        model = PoseAugModule.load_from_checkpoint(
-            path, map_location="cpu", weights_only=True, estimator_ckpt=None, augmentor_ckpt=None
-        )
+        model = PoseAugModule.load_from_checkpoint(path, map_location="cpu")
         with torch.no_grad():
             out = augment_as_trained(model.augmentor, x3, cam)
             again = augment_as_trained(model.augmentor, x3, cam)["rotation_matrix"]

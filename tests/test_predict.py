@@ -290,9 +290,7 @@ def test_lift_on_invalid_raise_or_nan(ckpt, poses16):
 
 
 def test_trainer_predict_returns_the_estimators_output(ckpt, poses16):
-    model = PoseAugModule.load_from_checkpoint(
-        ckpt, map_location="cpu", weights_only=True, estimator_ckpt=None, augmentor_ckpt=None
-    )
+    model = PoseAugModule.load_from_checkpoint(ckpt, map_location="cpu")
     x = torch.randn(10, 16, 2) * 0.3
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=4)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,

@@ -69,12 +69,14 @@ def test_evaluate_says_which_epoch_and_whether_augmented_pairs_were_seen(warmup_
 
 def test_the_best_checkpoint_behaves_as_before_where_updates_are_not_counted():
     cb = RunCheckpoint(monitor="val/mpjpe", after_augmented_updates=True)
+    trainer = SimpleNamespace(sanity_checking=False)
     module = SimpleNamespace(hparams={"augment": True, "train_estimator": True})
-    assert not cb._warming_up(module)  # no augmented_updates attribute: unknown
+    assert not cb._warming_up(trainer, module)  # no augmented_updates attribute: unknown
     module.augmented_updates = 0
-    assert cb._warming_up(module)
+    assert cb._warming_up(trainer, module)
+    assert not cb._warming_up(SimpleNamespace(sanity_checking=True), module)  # nothing to say
     module.hparams["train_estimator"] = False  # augmentor pretraining: every epoch
-    assert not cb._warming_up(module)
+    assert not cb._warming_up(trainer, module)
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,7 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_identical(tmp_path):
     # evaluating the same weights on the whole validation set
     logged = read_log(run, "val/mpjpe")[-1][2]
     model = PoseAugModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt",
-                                               map_location="cpu", weights_only=True,
-                                               estimator_ckpt=None)  # fmt: skip
+                                               map_location="cpu")  # fmt: skip
     dm = instantiate(OmegaConf.load(run / "config_resolved.yaml").data)
     dm.setup("fit")
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)

@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from helpers import TINY, TINY_CSV, cli, tiny_cfg
-from poseaug_pl.train import train
+from poseaug_pl.train import build_model, train
 from poseaug_pl.utils import CONFIG_DIR
 
 NAMES = ("augmentor", "d3d", "d2d", "estimator")
@@ -82,14 +82,16 @@ def test_baseline_steps_only_the_estimator(tmp_path):
     assert spy.steps[(0, 0)] == ["estimator"]
 
 
-def test_epoch_phases_schedule_trains_the_estimator_at_the_epochs_end(tmp_path):
+def test_epoch_phases_make_a_gan_pass_then_an_estimator_pass_per_epoch(tmp_path):
     spy = run_with_spy(tmp_path, "schedule=epoch_phases", "model.d_every=1")
-    last = max(b for e, b in spy.steps if e == 1)
-    assert spy.steps[(1, 0)] == ["augmentor", "d3d", "d2d"]
-    tail = spy.steps[(1, last)]
-    assert tail[:3] == ["augmentor", "d3d", "d2d"] and set(tail[3:]) == {"estimator"}
-    assert len(tail) - 3 >= 2 * last  # a pass over the augmented buffer and one over real data
-    assert "estimator" not in spy.steps[(0, last)]  # not during warm-up
+    batches = 1 + max(b for e, b in spy.steps if e == 1)
+    n = batches // 2  # the training loader makes two passes per epoch
+    for epoch in (0, 1):  # the first pass: augmentor and discriminators only
+        assert all(spy.steps[(epoch, b)] == ["augmentor", "d3d", "d2d"] for b in range(n))
+    assert all((0, b) not in spy.steps for b in range(n, batches))  # warm-up: no estimator
+    first = spy.steps[(1, n)]  # the second pass starts on the epoch's augmented pairs ...
+    assert set(first) == {"estimator"} and len(first) >= 2
+    assert all(spy.steps[(1, b)] == ["estimator"] for b in range(n + 1, batches))  # ... real
 
 
 class CrashAt(L.Callback):
@@ -136,9 +138,7 @@ def test_estimator_ckpt_initialises_the_estimator(tmp_path):
     from poseaug_pl.training.module import PoseAugModule
 
     cfg = tiny_cfg(tmp_path / "aug", f"model.estimator_ckpt={base / 'checkpoints/last.ckpt'}")
-    import hydra
-
-    model = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+    model = build_model(cfg)
     assert isinstance(model, PoseAugModule)
     state = _state(base / "checkpoints/last.ckpt")
     want = {k.removeprefix("estimator."): v for k, v in state.items() if k.startswith("estimator.")}

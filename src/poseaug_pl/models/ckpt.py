@@ -208,7 +208,8 @@ def load_module(path, **overrides):
 
     Args:
         path: a ``.ckpt`` written by ``train``.
-        **overrides: constructor arguments that replace the stored ones.
+        **overrides: constructor arguments that replace the stored ones (`MOVED_OUT` ones, as
+            earlier versions took them, are ignored).
 
     Raises:
         DataError: an unreadable or foreign file, an unknown network, a bad argument, missing
@@ -229,7 +230,7 @@ def load_module(path, **overrides):
             args[key] = (
                 {**args[key], **value} if merge and isinstance(args.get(key), dict) else value
             )
-    args.update(overrides)
+    args.update({k: v for k, v in overrides.items() if k not in MOVED_OUT})  # (ignored today)
     state = ckpt["state_dict"]
     pool = state.get("pool3d.items")
     if isinstance(pool, torch.Tensor) and pool.ndim == 3:  # the pools' size is what they hold

@@ -76,8 +76,10 @@ class RunCheckpoint(ModelCheckpoint):
         super().__init__(*args, **kwargs)
         self.after_augmented_updates = after_augmented_updates
 
-    def _warming_up(self, pl_module) -> bool:
+    def _warming_up(self, trainer, pl_module) -> bool:
         """Whether this epoch is left out of the best checkpoint (see ``__init__``)."""
+        if trainer.sanity_checking:  # (nothing is saved then anyway)
+            return False
         if not (self.after_augmented_updates and self.monitor and augmented_run(pl_module)):
             return False
         if estimator_seen_augmented(pl_module) is not False:
@@ -90,12 +92,12 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         """Save the best checkpoint, unless the estimator has not seen augmented pairs yet."""
-        if not self._warming_up(pl_module):
+        if not self._warming_up(trainer, pl_module):
             super().on_validation_end(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """As `on_validation_end`, for checkpoints saved at the end of the training epoch."""
-        if not self._warming_up(pl_module):
+        if not self._warming_up(trainer, pl_module):
             super().on_train_epoch_end(trainer, pl_module)
 
     @property
