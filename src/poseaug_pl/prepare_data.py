@@ -1,10 +1,13 @@
-"""``python -m poseaug_pl.prepare_data``: load (and cache) a dataset and summarise every split.
+"""``python -m poseaug_pl.prepare_data``: load (and cache) a dataset and summarise every split,
+or convert an official release into a cross set (``dataset=NAME root=DIR output=FILE.npz``).
 
 Examples::
 
     python -m poseaug_pl.prepare_data                      # embedded synthetic data
     python -m poseaug_pl.prepare_data data=h36m data.root=/data/h36m data.keypoints=sh_pt_mpii
     python -m poseaug_pl.prepare_data figures=outputs/figures   # PNG grids of sample poses
+    python -m poseaug_pl.prepare_data dataset=humaneva root=/data/humaneva \\
+        output=humaneva_validate.npz split=validate        # then +data.cross_sets.<name>=...
 """
 
 from __future__ import annotations
@@ -20,9 +23,48 @@ from poseaug_pl.cli import entry_point
 from poseaug_pl.data import PoseDataModule
 from poseaug_pl.evaluation.report import format_table
 
+#: ``dataset=`` converters: name -> (module, function, default split).
+CONVERTERS = {"humaneva": ("poseaug_pl.data.humaneva", "convert_humaneva", "train")}
 
-def prepare(cfg: DictConfig) -> PoseDataModule:
-    """Instantiate ``cfg.data``, load every split, print the summary, draw figures if asked."""
+
+def convert(cfg: DictConfig) -> Path:
+    """Convert ``cfg.dataset`` from ``cfg.root`` into the cross-set npz ``cfg.output`` (written
+    atomically) and print how many frames each subject, action and camera gave."""
+    import importlib
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from poseaug_pl.data import DataError
+    from poseaug_pl.utils import atomic_output
+
+    if cfg.dataset not in CONVERTERS:
+        raise DataError(f"dataset must be one of {sorted(CONVERTERS)}, got {cfg.dataset!r}")
+    if not cfg.root or not cfg.output:
+        raise DataError(f"dataset={cfg.dataset} needs root=<the release's folder> and "
+                        "output=<file>.npz")  # fmt: skip
+    module, function, split = CONVERTERS[cfg.dataset]
+    converter = getattr(importlib.import_module(module), function)
+    arrays = converter(cfg.root, cfg.split or split,
+                       progress=lambda it: tqdm(it, desc=f"{cfg.dataset} sequences"))  # fmt: skip
+    keys = np.char.add(np.char.add(arrays["subject"].astype(str), " / "),
+                       arrays["action"].astype(str))  # fmt: skip
+    names, counts = np.unique(keys, return_counts=True)
+    rows = [{"subject / sequence": n, "frames": int(c)} for n, c in zip(names, counts)]
+    print(format_table(rows))
+    out = Path(cfg.output)
+    with atomic_output(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    print(f"{len(arrays['pose3d'])} frames ({cfg.dataset}, {cfg.split or split}): {out}")
+    return out
+
+
+def prepare(cfg: DictConfig):
+    """Convert a release (``dataset=``), or instantiate ``cfg.data``, load every split, print
+    the summary and draw figures if asked."""
+    if cfg.get("dataset"):
+        return convert(cfg)
     t0 = time.perf_counter()
     dm: PoseDataModule = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
