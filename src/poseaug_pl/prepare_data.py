@@ -24,7 +24,10 @@ from poseaug_pl.data import PoseDataModule
 from poseaug_pl.evaluation.report import format_table
 
 #: ``dataset=`` converters: name -> (module, function, default split).
-CONVERTERS = {"humaneva": ("poseaug_pl.data.humaneva", "convert_humaneva", "train")}
+CONVERTERS = {
+    "humaneva": ("poseaug_pl.data.humaneva", "convert_humaneva", "train"),
+    "3dpw": ("poseaug_pl.data.pw3d", "convert_3dpw", "test"),
+}
 
 
 def convert(cfg: DictConfig) -> Path:
