@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,sweep,export]"
+	$(PY) -m pip install -q -e ".[dev,sweep,export,datasets]"
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv (if missing) and install the package with the dev, sweep and export extras
+install: $(STAMP) ## create .venv (if missing) and install the package with the dev, sweep, export and datasets extras
 
 demo: install ## the real-data protocol at synthetic size: baseline, augmentor pretraining, control / Variant A / PoseAug
 	@test $(DEMO_EPOCHS) -ge 2 2>/dev/null || { echo "error: DEMO_EPOCHS must be an integer >= 2 (one augmented epoch before the 2 real-data finish epochs), got '$(DEMO_EPOCHS)'"; exit 2; }

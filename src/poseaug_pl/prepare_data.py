@@ -27,6 +27,7 @@ from poseaug_pl.evaluation.report import format_table
 CONVERTERS = {
     "humaneva": ("poseaug_pl.data.humaneva", "convert_humaneva", "train"),
     "3dpw": ("poseaug_pl.data.pw3d", "convert_3dpw", "test"),
+    "mpi_inf_3dhp": ("poseaug_pl.data.mpi_inf_3dhp", "convert_mpi_inf_3dhp", "test"),
 }
 
 
@@ -48,8 +49,11 @@ def convert(cfg: DictConfig) -> Path:
                         "output=<file>.npz")  # fmt: skip
     module, function, split = CONVERTERS[cfg.dataset]
     converter = getattr(importlib.import_module(module), function)
-    arrays = converter(cfg.root, cfg.split or split,
-                       progress=lambda it: tqdm(it, desc=f"{cfg.dataset} sequences"))  # fmt: skip
+    extra = {"annotation": cfg.annotation} if cfg.get("annotation") else {}
+    if extra and cfg.dataset != "mpi_inf_3dhp":
+        raise DataError(f"annotation= is a setting of mpi_inf_3dhp, not of {cfg.dataset}")
+    bar = lambda it: tqdm(it, desc=f"{cfg.dataset} sequences")  # noqa: E731
+    arrays = converter(cfg.root, cfg.split or split, progress=bar, **extra)
     keys = np.char.add(np.char.add(arrays["subject"].astype(str), " / "),
                        arrays["action"].astype(str))  # fmt: skip
     names, counts = np.unique(keys, return_counts=True)
