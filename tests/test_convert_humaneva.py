@@ -107,7 +107,8 @@ def test_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2 and "split must be one of ['train', 'validate']" in r.stderr
     r = cli("prepare_data", "dataset=3dpw_x", f"root={tmp_path}", f"output={tmp_path}/x.npz",
             f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
-    assert r.returncode == 2 and "dataset must be one of ['humaneva']" in r.stderr
+    every = "['3dpw', 'humaneva', 'mpi_inf_3dhp']"
+    assert r.returncode == 2 and f"dataset must be one of {every}" in r.stderr
     assert not (tmp_path / "x.npz").exists()
 
 
