@@ -65,7 +65,7 @@ def test_the_converter_gives_back_every_valid_frame_in_its_camera(tmp_path):
     np.testing.assert_allclose(got["pose3d"], np.concatenate(want3), atol=1e-6)
     np.testing.assert_allclose(got["pose2d"], np.concatenate(want2), atol=1e-6)
     assert list(got["frame"]) == frames
-    assert set(got["subject"]) == set(truth) and set(got["action"]) == {"actor0", "actor1"}
+    assert set(got["subject"]) == set(truth) and set(got["actor"]) == {0, 1}
     assert len(load_cross_set(out)) == len(frames)
 
 

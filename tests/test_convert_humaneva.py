@@ -78,6 +78,8 @@ def test_the_converter_gives_back_the_fixtures_poses_in_each_cameras_frame(tmp_p
     assert list(got["camera"]) == [c for _, _, n in chunks for c in range(3) for _ in range(n)]
     assert list(got["frame"]) == [f for _, _, n in chunks for _ in range(3) for f in range(n)]
     assert set(got["subject"]) == {k.split("/")[1] for k, _, _ in chunks}
+    assert list(got["chunk"]) == [a for _, a, n in chunks for _ in range(3 * n)]
+    assert list(got["action"]) == [a.split(" ")[0] for _, a, n in chunks for _ in range(3 * n)]
     assert f"{len(want3)} frames (humaneva, {split})" in r.stdout
     assert len(load_cross_set(out)) == len(want3)  # a cross set as it is
 

@@ -54,10 +54,11 @@ def convert(cfg: DictConfig) -> Path:
         raise DataError(f"annotation= is a setting of mpi_inf_3dhp, not of {cfg.dataset}")
     bar = lambda it: tqdm(it, desc=f"{cfg.dataset} sequences")  # noqa: E731
     arrays = converter(cfg.root, cfg.split or split, progress=bar, **extra)
+    part = next(k for k in ("chunk", "action", "actor") if k in arrays)
     keys = np.char.add(np.char.add(arrays["subject"].astype(str), " / "),
-                       arrays["action"].astype(str))  # fmt: skip
+                       arrays[part].astype(str))  # fmt: skip
     names, counts = np.unique(keys, return_counts=True)
-    rows = [{"subject / sequence": n, "frames": int(c)} for n, c in zip(names, counts)]
+    rows = [{f"subject / {part}": n, "frames": int(c)} for n, c in zip(names, counts)]
     print(format_table(rows))
     out = Path(cfg.output)
     with atomic_output(out) as tmp:

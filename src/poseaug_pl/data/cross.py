@@ -2,7 +2,9 @@
 
 Each file holds ``pose3d`` (N, 16, 3), camera frame, metres, and ``pose2d`` (N, 16, 2) in
 normalised screen coordinates (``u / w * 2 - 1``, ``v / w * 2 - h / w``). An optional ``cam``
-(N, 9) holds normalised intrinsics; sets without it are evaluation-only.
+(N, 9) holds normalised intrinsics; sets without it are evaluation-only. An optional ``action``
+(N,) of strings (``prepare_data``'s converters write it: 3DHP's scene, HumanEva-I's action)
+gives the set a per-action table, as Human3.6M's.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
         DataError: missing file or key, wrong shape or joint count, NaN/inf, N mismatch, or no rows.
     """
     path = Path(path).expanduser()
-    data = load_npz(path, ("pose3d", "pose2d"), optional=("cam",))
+    data = load_npz(path, ("pose3d", "pose2d"), optional=("cam", "action"))
     pose3d, pose2d = data["pose3d"], data["pose2d"]
     for key, arr in (("pose3d", pose3d), ("pose2d", pose2d)):
         if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
@@ -65,14 +67,24 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
     n = len(pose3d)
     name = name or path.stem
     zeros = torch.zeros(n, dtype=torch.int64)
+    actions, action = (name,), zeros.clone()
+    if "action" in data:
+        labels = data["action"]
+        if labels.shape != (n,) or labels.dtype.kind not in "US":
+            raise DataError(f"{path}: 'action' must be (N,) strings, got {labels.dtype} "
+                            f"{labels.shape}")  # fmt: skip
+        names, first, index = np.unique(labels.astype(str), return_index=True, return_inverse=True)
+        order = np.argsort(first)  # in the order they first appear
+        actions = tuple(str(a) for a in names[order])
+        action = torch.as_tensor(np.argsort(order)[index], dtype=torch.int64)
     return PoseSet(
         name=name,
         pose3d=torch.as_tensor(np.asarray(pose3d), dtype=torch.float32),
         pose2d=torch.as_tensor(np.asarray(pose2d), dtype=torch.float32),
         cam=cam,
         subject=zeros,
-        action=zeros.clone(),
+        action=action,
         sequence=torch.arange(n),
         subjects=(name,),
-        actions=(name,),
+        actions=actions,
     )

@@ -97,8 +97,9 @@ def _sequences(root: Path, split: str):
 
 def convert_humaneva(root: str | Path, split: str = "train", progress=None) -> dict:
     """PoseAug-layout arrays of one split: ``pose3d`` (N, 16, 3) camera frame, metres;
-    ``pose2d`` (N, 16, 2) normalised; ``subject``, ``action`` (str), ``camera`` (0-2) and
-    ``frame`` per row; chunks in the files' order, each as its three cameras' views.
+    ``pose2d`` (N, 16, 2) normalised; ``subject``, ``action`` (``Walking``, ...), ``chunk``
+    (``Walking 1 chunk0``), ``camera`` (0-2) and ``frame`` per row; chunks in the files' order,
+    each as its three cameras' views.
 
     Args:
         root: the folder of VideoPose3D's HumanEva-I files; split: ``train`` or ``validate``.
@@ -112,7 +113,7 @@ def convert_humaneva(root: str | Path, split: str = "train", progress=None) -> d
         raise DataError(f"split must be one of {sorted(SPLITS)} for humaneva, got {split!r}")
     root = Path(root).expanduser()
     seqs = _sequences(root, split)
-    parts = {k: [] for k in ("pose3d", "pose2d", "subject", "action", "camera", "frame")}
+    parts = {k: [] for k in ("pose3d", "pose2d", "subject", "action", "chunk", "camera", "frame")}
     for subject, action, x3, views in progress(seqs) if progress else seqs:
         for cam, x2 in enumerate(views):
             if x2.shape[:2] != x3.shape[:2] or x3.shape[1:] != (15, 3) or x2.shape[2] != 2:
@@ -122,7 +123,8 @@ def convert_humaneva(root: str | Path, split: str = "train", progress=None) -> d
             parts["pose2d"].append(to_16(normalise(x2)))
             n = len(x3)
             parts["subject"].append(np.full(n, subject))
-            parts["action"].append(np.full(n, action))
+            parts["action"].append(np.full(n, action.split(" ")[0]))
+            parts["chunk"].append(np.full(n, action))
             parts["camera"].append(np.full(n, cam, np.int8))
             parts["frame"].append(np.arange(n, dtype=np.int32))
     if not parts["pose3d"]:

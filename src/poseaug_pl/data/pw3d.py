@@ -59,8 +59,8 @@ def read_sequence(path: Path) -> dict:
 
 def convert_3dpw(root: str | Path, split: str = "test", progress=None) -> dict:
     """PoseAug-layout arrays of one split: ``pose3d`` (N, 16, 3) camera frame, metres,
-    ``pose2d`` (N, 16, 2) normalised, and per row ``subject`` (the sequence), ``action``
-    (``actor<k>``), ``camera`` (0) and ``frame`` (the image's index).
+    ``pose2d`` (N, 16, 2) normalised, and per row ``subject`` (the sequence), ``actor`` (0 or
+    1), ``camera`` (0) and ``frame`` (the image's index).
 
     Raises:
         DataError: an unknown split, a missing folder, an unreadable, foreign or code-carrying
@@ -72,7 +72,7 @@ def convert_3dpw(root: str | Path, split: str = "test", progress=None) -> dict:
     files = sorted(folder.glob("*.pkl"))
     if not files:
         raise DataError(f"{folder}: no sequence files (*.pkl); root is the sequenceFiles folder")
-    parts = {k: [] for k in ("pose3d", "pose2d", "subject", "action", "camera", "frame")}
+    parts = {k: [] for k in ("pose3d", "pose2d", "subject", "actor", "camera", "frame")}
     for path in progress(files) if progress else files:
         seq = read_sequence(path)
         poses = np.asarray(seq["cam_poses"], np.float64)  # (T, 4, 4) world -> camera
@@ -93,7 +93,7 @@ def convert_3dpw(root: str | Path, split: str = "test", progress=None) -> dict:
             parts["pose3d"].append(x3)
             parts["pose2d"].append(x2)
             parts["subject"].append(np.full(len(frames), name))
-            parts["action"].append(np.full(len(frames), f"actor{actor}"))
+            parts["actor"].append(np.full(len(frames), actor, np.int8))
             parts["camera"].append(np.zeros(len(frames), np.int8))
             parts["frame"].append(frames.astype(np.int32))
     out = {k: np.concatenate(v) for k, v in parts.items()}
