@@ -80,7 +80,7 @@ def test_the_converter_gives_back_the_fixtures_poses_in_each_cameras_frame(tmp_p
     assert set(got["subject"]) == {k.split("/")[1] for k, _, _ in chunks}
     assert list(got["chunk"]) == [a for _, a, n in chunks for _ in range(3 * n)]
     assert list(got["action"]) == [a.split(" ")[0] for _, a, n in chunks for _ in range(3 * n)]
-    assert f"{len(want3)} frames (humaneva, {split})" in r.stdout
+    assert f"{len(want3)} frames (humaneva, {split}; left out: none)" in r.stdout
     assert len(load_cross_set(out)) == len(want3)  # a cross set as it is
 
 
@@ -109,7 +109,7 @@ def test_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2 and "split must be one of ['train', 'validate']" in r.stderr
     r = cli("prepare_data", "dataset=3dpw_x", f"root={tmp_path}", f"output={tmp_path}/x.npz",
             f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
-    every = "['3dpw', 'humaneva', 'mpi_inf_3dhp']"
+    every = "['3dpw', 'humaneva', 'mpi_inf_3dhp', 'mpi_inf_3dhp_spin']"
     assert r.returncode == 2 and f"dataset must be one of {every}" in r.stderr
     assert not (tmp_path / "x.npz").exists()
 
@@ -122,3 +122,41 @@ def test_a_fixture_carrying_code_is_refused(tmp_path):
             f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
     assert_cli_refused(r, tmp_path / "data_3d_humaneva15.npz", marker)
     assert not out.exists()
+
+
+DEV = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneva" / "humaneva_train_16j.npz"
+)
+
+
+def test_the_development_set_is_what_the_converter_makes_of_videopose3ds_files(tmp_path):
+    """Acceptance: run on VideoPose3D's real HumanEva-I files, the converter gives the poses of
+    ``../shared/data/humaneva/``. The fixture is built the way that set was: its first chunk
+    (S1, 406 frames, as blocks seen by C1, C2, C3) taken back to VideoPose3D's world frame and
+    15 joints through C1's published calibration. Converted, all three cameras' rows come back:
+    C2's and C3's 3D only through the calibration."""
+    from poseaug_pl.data.humaneva import convert_humaneva, rotation_matrix
+
+    if not DEV.is_file():
+        pytest.skip(f"HumanEva-I development set not found at {DEV}")
+    dev, n = np.load(DEV), 406
+    q, t = EXTRINSICS["S1"][0]
+    world = dev["pose3d"][:n].astype(np.float64) @ rotation_matrix(q).T + np.array(t) / 1000
+    to_15 = [0, 8, 10, 11, 12, 13, 14, 15, 4, 5, 6, 1, 2, 3, 9]  # the 16 without the spine
+    pixels = [(dev["pose2d"][c * n:(c + 1) * n, to_15] + [1, 480 / 640]) * 640 / 2
+              for c in range(3)]  # fmt: skip
+    np.savez(
+        tmp_path / "data_3d_humaneva15.npz",
+        positions_3d=np.array(
+            {"Train/S1": {"Walking 1 chunk0": world[:, to_15].astype(np.float32)}}, dtype=object
+        ),
+    )
+    np.savez(
+        tmp_path / "data_2d_humaneva15_gt.npz",
+        positions_2d=np.array(
+            {"Train/S1": {"Walking 1 chunk0": [p.astype(np.float32) for p in pixels]}}, dtype=object
+        ),
+    )
+    out = convert_humaneva(tmp_path, "train")
+    np.testing.assert_allclose(out["pose3d"], dev["pose3d"][: 3 * n], atol=1e-6)
+    np.testing.assert_allclose(out["pose2d"], dev["pose2d"][: 3 * n], atol=1e-6)

@@ -90,7 +90,71 @@ def test_evaluate_reports_the_3dhp_set_per_scene(tmp_path, tiny_ckpt):
     r = cli("evaluate", f"ckpt_path={tiny_ckpt}", f"+data.cross_sets.mpi_inf_3dhp={out}",
             f"hydra.run.dir={ev}")  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
-    scenes = json.loads((ev / "metrics.json").read_text())["mpi_inf_3dhp"]["per_action"]
+    scenes = json.loads((ev / "metrics.json").read_text())["mpi_inf_3dhp"]["per_scene"]
     assert list(scenes) == ["GS", "noGS", "outdoor"]
     assert [s["frames"] for s in scenes.values()] == [7, 6, 6]  # valid frames per scene
-    assert "mpi_inf_3dhp" in r.stdout and "noGS" in r.stdout  # the printed table
+    assert "mpi_inf_3dhp" in r.stdout and "PCK (14 joints)" in r.stdout  # the printed table
+
+
+def write_spin_file(path, truth, payload=None):
+    """SPIN's ``mpi_inf_3dhp_valid.npz`` made from the official files as SPIN's preprocessing
+    documents it (written out here, independently of the converter): each valid frame's 17
+    joints reordered, ``univ_annot3`` in metres minus the pelvis, placed with ``annot2`` in
+    SPIN's 24-joint slots with visibility 1; image names ``.../TS<k>/imageSequence/img_%06d``."""
+    joints17 = [14, 11, 12, 13, 8, 9, 10, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4]
+    slots = [14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6]
+    names, parts, ss = [], [], []
+    for name, d in truth.items():
+        for i in np.flatnonzero(d["valid_frame"][:, 0] == 1):
+            s17 = d["univ_annot3"][i, 0, joints17] / 1000
+            part, s = np.zeros((24, 3)), np.zeros((24, 4))
+            part[slots] = np.hstack([d["annot2"][i, 0, joints17], np.ones((17, 1))])
+            s[slots] = np.hstack([s17 - s17[0], np.ones((17, 1))])
+            names.append(f"mpi_inf_3dhp_test_set/{name}/imageSequence/img_{i + 1:06d}.jpg")
+            parts.append(part)
+            ss.append(s)
+    imgname = np.array(names) if payload is None else np.array([payload] * len(names), object)
+    np.savez(path, imgname=imgname, center=np.zeros((len(names), 2)), scale=np.ones(len(names)),
+             part=np.array(parts), S=np.array(ss))  # fmt: skip
+
+
+def test_the_spin_route_gives_the_official_routes_frames_and_poses(tmp_path):
+    """The PoseAug authors' route (SPIN's processed file) and the official one agree: the same
+    frames in the same order, with the same scenes and poses (SPIN's 3D is root-centred)."""
+    truth = write_fixture(tmp_path)
+    (tmp_path / "dataset_extras").mkdir()
+    write_spin_file(tmp_path / "dataset_extras" / "mpi_inf_3dhp_valid.npz", truth)
+    got = {}
+    for dataset, root in (("mpi_inf_3dhp", tmp_path), ("mpi_inf_3dhp_spin",
+                                                       tmp_path / "dataset_extras")):  # fmt: skip
+        out = tmp_path / f"{dataset}.npz"
+        r = cli("prepare_data", f"dataset={dataset}", f"root={root}", f"output={out}",
+                f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        got[dataset] = dict(np.load(out))
+    official, spin = got["mpi_inf_3dhp"], got["mpi_inf_3dhp_spin"]
+    for key in ("subject", "action", "frame", "pose2d", "dataset"):
+        np.testing.assert_array_equal(spin[key], official[key])
+    np.testing.assert_allclose(spin["pose3d"], official["pose3d"] - official["pose3d"][:, :1],
+                               atol=1e-6)  # fmt: skip
+    want3, _, _ = expected(truth)
+    np.testing.assert_allclose(spin["pose3d"], want3 - want3[:, :1], atol=1e-6)
+    assert len(load_cross_set(tmp_path / "mpi_inf_3dhp_spin.npz")) == len(want3)
+
+
+def test_the_spin_route_refuses_foreign_files_in_one_line(tmp_path):
+    from test_trust_npz import MakesFolder, assert_cli_refused
+
+    truth = write_fixture(tmp_path)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, imgname=np.array(["elsewhere/img_000001.jpg"]), part=np.ones((1, 24, 3)),
+             S=np.ones((1, 24, 4)))  # fmt: skip
+    r = cli("prepare_data", "dataset=mpi_inf_3dhp_spin", f"root={bad}", f"output={tmp_path}/x.npz",
+            f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert r.returncode == 2 and "is not in TS1 .. TS6 of the test set" in r.stderr
+    marker = tmp_path / "PAYLOAD_RAN"
+    write_spin_file(tmp_path / "mpi_inf_3dhp_valid.npz", truth, payload=MakesFolder(marker))
+    r = cli("prepare_data", "dataset=mpi_inf_3dhp_spin", f"root={tmp_path}",
+            f"output={tmp_path}/x.npz", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert_cli_refused(r, tmp_path / "mpi_inf_3dhp_valid.npz", marker)
+    assert not (tmp_path / "x.npz").exists()

@@ -23,17 +23,20 @@ from poseaug_pl.cli import entry_point
 from poseaug_pl.data import PoseDataModule
 from poseaug_pl.evaluation.report import format_table
 
-#: ``dataset=`` converters: name -> (module, function, default split).
+#: ``dataset=`` converters: name -> (module, function, default split, benchmark written as the
+#: file's ``dataset``: the tables ``evaluate`` prints, `evaluation.protocols`).
 CONVERTERS = {
-    "humaneva": ("poseaug_pl.data.humaneva", "convert_humaneva", "train"),
-    "3dpw": ("poseaug_pl.data.pw3d", "convert_3dpw", "test"),
-    "mpi_inf_3dhp": ("poseaug_pl.data.mpi_inf_3dhp", "convert_mpi_inf_3dhp", "test"),
-}
+    "humaneva": ("poseaug_pl.data.humaneva", "convert_humaneva", "train", "humaneva"),
+    "3dpw": ("poseaug_pl.data.pw3d", "convert_3dpw", "test", "3dpw"),
+    "mpi_inf_3dhp": ("poseaug_pl.data.mpi_inf_3dhp", "convert_mpi_inf_3dhp", "test",
+                     "mpi_inf_3dhp"),
+    "mpi_inf_3dhp_spin": ("poseaug_pl.data.mpi_inf_3dhp", "convert_spin", "test", "mpi_inf_3dhp"),
+}  # fmt: skip
 
 
 def convert(cfg: DictConfig) -> Path:
     """Convert ``cfg.dataset`` from ``cfg.root`` into the cross-set npz ``cfg.output`` (written
-    atomically) and print how many frames each subject, action and camera gave."""
+    atomically); print how many frames each sequence gave and how many were left out, and why."""
     import importlib
 
     import numpy as np
@@ -47,13 +50,14 @@ def convert(cfg: DictConfig) -> Path:
     if not cfg.root or not cfg.output:
         raise DataError(f"dataset={cfg.dataset} needs root=<the release's folder> and "
                         "output=<file>.npz")  # fmt: skip
-    module, function, split = CONVERTERS[cfg.dataset]
+    module, function, split, benchmark = CONVERTERS[cfg.dataset]
     converter = getattr(importlib.import_module(module), function)
     extra = {"annotation": cfg.annotation} if cfg.get("annotation") else {}
     if extra and cfg.dataset != "mpi_inf_3dhp":
         raise DataError(f"annotation= is a setting of mpi_inf_3dhp, not of {cfg.dataset}")
     bar = lambda it: tqdm(it, desc=f"{cfg.dataset} sequences")  # noqa: E731
-    arrays = converter(cfg.root, cfg.split or split, progress=bar, **extra)
+    dropped: dict = {}
+    arrays = converter(cfg.root, cfg.split or split, progress=bar, dropped=dropped, **extra)
     part = next(k for k in ("chunk", "action", "actor") if k in arrays)
     keys = np.char.add(np.char.add(arrays["subject"].astype(str), " / "),
                        arrays[part].astype(str))  # fmt: skip
@@ -63,8 +67,10 @@ def convert(cfg: DictConfig) -> Path:
     out = Path(cfg.output)
     with atomic_output(out) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-    print(f"{len(arrays['pose3d'])} frames ({cfg.dataset}, {cfg.split or split}): {out}")
+            np.savez(f, **arrays, dataset=np.array(benchmark))
+    left = ", ".join(f"{n} {why}" for why, n in dropped.items() if n) or "none"
+    print(f"{len(arrays['pose3d'])} frames ({cfg.dataset}, {cfg.split or split}; left out: "
+          f"{left}): {out}")  # fmt: skip
     return out
 
 

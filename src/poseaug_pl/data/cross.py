@@ -2,9 +2,12 @@
 
 Each file holds ``pose3d`` (N, 16, 3), camera frame, metres, and ``pose2d`` (N, 16, 2) in
 normalised screen coordinates (``u / w * 2 - 1``, ``v / w * 2 - h / w``). An optional ``cam``
-(N, 9) holds normalised intrinsics; sets without it are evaluation-only. An optional ``action``
-(N,) of strings (``prepare_data``'s converters write it: 3DHP's scene, HumanEva-I's action)
-gives the set a per-action table, as Human3.6M's.
+(N, 9) holds normalised intrinsics; sets without it are evaluation-only. Optional ``subject`` and
+``action`` (N,) strings (``prepare_data``'s converters write them: 3DHP's sequence and scene,
+HumanEva-I's subject and action) give the set per-action tables, as Human3.6M's, and an optional
+``dataset`` (a string: ``mpi_inf_3dhp``, ``3dpw`` or ``humaneva``) names the benchmark whose
+tables ``evaluate`` prints (`evaluation.protocols`); a file without it is known by its set name
+(`protocol_of`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,30 @@ from poseaug_pl.data.layouts import coco_likeness
 from poseaug_pl.data.poseset import DataError, PoseSet, check_array, check_units, load_npz
 from poseaug_pl.geometry import skeleton
 
+#: The benchmarks with their own tables, and the set names that stand for them.
+PROTOCOLS = ("mpi_inf_3dhp", "3dpw", "humaneva")
+ALIASES = {"mpiinf3dhp": "mpi_inf_3dhp", "3dhp": "mpi_inf_3dhp", "mpi3d": "mpi_inf_3dhp",
+           "3dpw": "3dpw", "pw3d": "3dpw", "humaneva": "humaneva"}  # fmt: skip
+
+
+def protocol_of(name: str) -> str | None:
+    """The benchmark a set name stands for (``mpi_inf_3dhp``, ``3dhp``, ``pw3d``, ``humaneva``,
+    a ``_test`` or similar suffix allowed), or None."""
+    key = "".join(c for c in name.lower() if c.isalnum())
+    return next((p for a, p in ALIASES.items() if key.startswith(a)), None)
+
+
+def _labels(path, data: dict, key: str, n: int) -> tuple[tuple[str, ...], torch.Tensor] | None:
+    """Names in order of first appearance and each row's index of an optional (N,) string column."""
+    if key not in data:
+        return None
+    labels = data[key]
+    if labels.shape != (n,) or labels.dtype.kind not in "US":
+        raise DataError(f"{path}: '{key}' must be (N,) strings, got {labels.dtype} {labels.shape}")
+    names, first, index = np.unique(labels.astype(str), return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    return tuple(str(a) for a in names[order]), torch.as_tensor(np.argsort(order)[index])
+
 
 def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
     """Read one cross-dataset test set.
@@ -27,13 +54,16 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
         name: the set's name (default: the file's stem), used in metrics and logs.
 
     Returns:
-        A `PoseSet` with one pseudo-subject and action (``name``) and one sequence per frame.
+        A `PoseSet` with one sequence per frame; its subjects and actions from the file's
+        columns (else one pseudo-subject and action, ``name``), its `protocol` from ``dataset``
+        (else the name's, `protocol_of`).
 
     Raises:
-        DataError: missing file or key, wrong shape or joint count, NaN/inf, N mismatch, or no rows.
+        DataError: missing file or key, wrong shape or joint count, NaN/inf, N mismatch, no
+            rows, a label column that is not (N,) strings, or an unknown ``dataset``.
     """
     path = Path(path).expanduser()
-    data = load_npz(path, ("pose3d", "pose2d"), optional=("cam", "action"))
+    data = load_npz(path, ("pose3d", "pose2d"), optional=("cam", "subject", "action", "dataset"))
     pose3d, pose2d = data["pose3d"], data["pose2d"]
     for key, arr in (("pose3d", pose3d), ("pose2d", pose2d)):
         if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
@@ -66,25 +96,25 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
         cam = torch.as_tensor(cam, dtype=torch.float32)
     n = len(pose3d)
     name = name or path.stem
+    protocol = protocol_of(name)
+    if "dataset" in data:
+        dataset = data["dataset"]
+        if dataset.shape != () or dataset.dtype.kind not in "US" or str(dataset) not in PROTOCOLS:
+            raise DataError(f"{path}: 'dataset' must be one of {list(PROTOCOLS)}, got "
+                            f"{str(dataset)[:40]!r}")  # fmt: skip
+        protocol = str(dataset)
     zeros = torch.zeros(n, dtype=torch.int64)
-    actions, action = (name,), zeros.clone()
-    if "action" in data:
-        labels = data["action"]
-        if labels.shape != (n,) or labels.dtype.kind not in "US":
-            raise DataError(f"{path}: 'action' must be (N,) strings, got {labels.dtype} "
-                            f"{labels.shape}")  # fmt: skip
-        names, first, index = np.unique(labels.astype(str), return_index=True, return_inverse=True)
-        order = np.argsort(first)  # in the order they first appear
-        actions = tuple(str(a) for a in names[order])
-        action = torch.as_tensor(np.argsort(order)[index], dtype=torch.int64)
+    subjects, subject = _labels(path, data, "subject", n) or ((name,), zeros)
+    actions, action = _labels(path, data, "action", n) or ((name,), zeros)
     return PoseSet(
         name=name,
         pose3d=torch.as_tensor(np.asarray(pose3d), dtype=torch.float32),
         pose2d=torch.as_tensor(np.asarray(pose2d), dtype=torch.float32),
         cam=cam,
-        subject=zeros,
+        subject=subject,
         action=action,
         sequence=torch.arange(n),
-        subjects=(name,),
+        subjects=subjects,
         actions=actions,
+        protocol=protocol,
     )

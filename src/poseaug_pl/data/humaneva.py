@@ -95,7 +95,9 @@ def _sequences(root: Path, split: str):
             yield subject, action, np.asarray(x3), [np.asarray(v) for v in views]
 
 
-def convert_humaneva(root: str | Path, split: str = "train", progress=None) -> dict:
+def convert_humaneva(
+    root: str | Path, split: str = "train", progress=None, dropped: dict | None = None
+) -> dict:
     """PoseAug-layout arrays of one split: ``pose3d`` (N, 16, 3) camera frame, metres;
     ``pose2d`` (N, 16, 2) normalised; ``subject``, ``action`` (``Walking``, ...), ``chunk``
     (``Walking 1 chunk0``), ``camera`` (0-2) and ``frame`` per row; chunks in the files' order,
@@ -104,6 +106,8 @@ def convert_humaneva(root: str | Path, split: str = "train", progress=None) -> d
     Args:
         root: the folder of VideoPose3D's HumanEva-I files; split: ``train`` or ``validate``.
         progress: optional callable wrapping the iterable of sequences (a progress bar).
+        dropped: unused: every frame of VideoPose3D's chunks is kept (its preparation already
+            split the mocap's broken stretches out of the chunks).
 
     Raises:
         DataError: a missing or unreadable file, an unknown subject, a chunk without its three

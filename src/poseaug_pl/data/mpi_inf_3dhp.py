@@ -16,6 +16,16 @@ the pair is not an exact projection (as in the published protocol). Each row als
 
 The 17 test joints map to PoseAug's 16 (`TEST_17_TO_16`) as the PoseAug authors' file has them:
 the thorax is 3DHP's neck and the head is its head top; 3DHP's own head joint is dropped.
+
+``dataset=mpi_inf_3dhp_spin`` (`convert_spin`) takes the route the PoseAug authors took instead:
+SPIN's processed ``mpi_inf_3dhp_valid.npz`` (SPIN's ``dataset_extras``), which SPIN made from
+the same six files: every valid frame, ``univ_annot3`` in metres minus the pelvis and ``annot2``,
+its 17 joints placed in SPIN's 24-joint list (`SPIN_24_TO_16` takes them back out, the index the
+authors' ``prepare_data_3dhp.py`` uses). The two routes give the same frames in the same order
+and the same poses (the official route's 3D is not root-centred, which ``evaluate`` does). SPIN
+also drops a frame with a joint outside the image; the authors' script reads exactly 2,929 rows
+of SPIN's file, the sum of the valid frames the test set's README lists per sequence (TS1-TS6:
+603, 540, 505, 553, 276, 452), so no valid frame was dropped and both routes hold 2,929.
 """
 
 from __future__ import annotations
@@ -38,6 +48,11 @@ SEQUENCES = {
     "TS5": ("outdoor", 1920, 1080), "TS6": ("outdoor", 1920, 1080),
 }  # fmt: skip
 ANNOTATIONS = ("univ_annot3", "annot3")
+#: SPIN's 24-joint slots of PoseAug's 16 joints (where SPIN put the 17 test joints: neck in its
+#: "Neck (LSP)" slot 12, head top in its "Head (H36M)" slot 18, spine in 16).
+SPIN_24_TO_16 = (14, 2, 1, 0, 3, 4, 5, 16, 12, 18, 9, 10, 11, 8, 7, 6)
+#: SPIN's file name in its ``dataset_extras``.
+SPIN_FILE = "mpi_inf_3dhp_valid.npz"
 
 
 def _h5py():
@@ -72,11 +87,17 @@ def read_sequence(path: Path, annotation: str) -> dict[str, np.ndarray]:
             "activity": np.asarray(data["activity"]).ravel()}  # fmt: skip
 
 
-def convert_mpi_inf_3dhp(root: str | Path, split: str = "test", progress=None,
-                         annotation: str = "univ_annot3") -> dict:  # fmt: skip
+def convert_mpi_inf_3dhp(
+    root: str | Path,
+    split: str = "test",
+    progress=None,
+    annotation: str = "univ_annot3",
+    dropped: dict | None = None,
+) -> dict:
     """PoseAug-layout arrays of the test set's valid frames: ``pose3d`` (N, 16, 3) camera frame,
     metres; ``pose2d`` (N, 16, 2) normalised; per row ``subject`` (the sequence), ``action``
     (the scene), ``activity``, ``camera`` (0) and ``frame`` (0-based in its sequence).
+    ``dropped``, if given, receives the count of frames left out per reason.
 
     Raises:
         DataError: another split or annotation, a missing sequence or key, a file of the wrong
@@ -100,6 +121,9 @@ def convert_mpi_inf_3dhp(root: str | Path, split: str = "test", progress=None,
         seq = read_sequence(root / name / "annot_data.mat", annotation)
         scene, w, h = SEQUENCES[name]
         frames = np.flatnonzero(seq["valid"] == 1)
+        if dropped is not None:
+            why = "not valid (valid_frame 0)"
+            dropped[why] = dropped.get(why, 0) + len(seq["valid"]) - len(frames)
         idx = list(TEST_17_TO_16)
         parts["pose3d"].append(np.asarray(seq["pose3d"][frames][:, idx], np.float64) / 1000)
         px = np.asarray(seq["pose2d"][frames][:, idx], np.float64)
@@ -112,4 +136,60 @@ def convert_mpi_inf_3dhp(root: str | Path, split: str = "test", progress=None,
     out = {k: np.concatenate(v) for k, v in parts.items()}
     for key in ("pose3d", "pose2d"):
         out[key] = out[key].astype(np.float32)
+    return out
+
+
+def convert_spin(root: str | Path, split: str = "test", progress=None,
+                 dropped: dict | None = None) -> dict:  # fmt: skip
+    """`convert_mpi_inf_3dhp`'s arrays (without ``activity``) from SPIN's ``mpi_inf_3dhp_valid.npz``
+    (``imgname``, ``part`` (N, 24, 3) pixels and visibility, ``S`` (N, 24, 4) metres and
+    visibility), the route of the PoseAug authors' 2,929-frame file.
+
+    Args:
+        root: the folder holding SPIN's file (its ``dataset_extras``), or the file.
+
+    Raises:
+        DataError: another split, a missing or unreadable file or key, an image name outside
+            ``TS1`` .. ``TS6``, or arrays of the wrong shape; one line.
+    """
+    from poseaug_pl.data.poseset import load_npz
+
+    if split != "test":
+        raise DataError(f"split must be test for mpi_inf_3dhp_spin, got {split!r}")
+    path = Path(root).expanduser()
+    path = path / SPIN_FILE if path.is_dir() else path
+    data = load_npz(path, ("imgname", "part", "S"))
+    names, part, s = data["imgname"], np.asarray(data["part"]), np.asarray(data["S"])
+    n = len(names)
+    if names.dtype.kind not in "US" or part.shape != (n, 24, 3) or s.shape != (n, 24, 4):
+        raise DataError(f"{path}: imgname {names.dtype} {names.shape}, part {part.shape}, S "
+                        f"{s.shape}; expected (N,) strings, (N, 24, 3), (N, 24, 4)")  # fmt: skip
+    names = names.astype(str)
+    seqs = [next((q for q in name.replace("\\", "/").split("/") if q in SEQUENCES), None)
+            for name in (progress(names) if progress else names)]  # fmt: skip
+    if None in seqs:
+        bad = names[seqs.index(None)]
+        raise DataError(f"{path}: image {bad!r} is not in TS1 .. TS6 of the test set")
+    seqs = np.array(seqs)
+    idx = list(SPIN_24_TO_16)
+    seen = (part[:, idx, 2] > 0).all(1) & (s[:, idx, 3] > 0).all(1)
+    if dropped is not None and (~seen).any():
+        dropped["a joint flagged missing"] = int((~seen).sum())
+    size = np.array([SEQUENCES[q][1:] for q in seqs], np.float64)  # (N, 2) width, height
+    w, h = size[:, :1, None], size[:, 1:, None]
+    pose2d = np.asarray(part[:, idx, :2], np.float64) / w * 2 - np.concatenate(
+        [np.ones_like(w), h / w], 2
+    )
+    try:  # imageSequence/img_000001.jpg is frame 0
+        frame = [int(Path(name).stem.split("_")[-1]) - 1 for name in names]
+    except ValueError:
+        raise DataError(
+            f"{path}: image names are not <TSk>/imageSequence/img_<frame>.jpg"
+        ) from None
+    out = {"pose3d": s[:, idx, :3].astype(np.float32), "pose2d": pose2d.astype(np.float32),
+           "subject": seqs, "action": np.array([SEQUENCES[q][0] for q in seqs]),
+           "camera": np.zeros(n, np.int8), "frame": np.array(frame, np.int32)}  # fmt: skip
+    out = {k: v[seen] for k, v in out.items()}
+    if not len(out["pose3d"]):
+        raise DataError(f"{path}: no frame with every joint present")
     return out

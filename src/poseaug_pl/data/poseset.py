@@ -55,6 +55,8 @@ class PoseSet:
         subjects, actions: names for the ids.
         camera: optional (N,) int64 camera index (Human3.6M: 0-3 in `H36M_CAMERA_IDS` order).
         frame: optional (N,) int64 frame number within the source sequence.
+        protocol: the benchmark whose tables a cross set reports (``mpi_inf_3dhp``, ``3dpw``,
+            ``humaneva``: `evaluation.protocols`), or None.
     """
 
     name: str
@@ -68,6 +70,7 @@ class PoseSet:
     actions: tuple[str, ...] = field(default=())
     camera: torch.Tensor | None = None
     frame: torch.Tensor | None = None
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.pose3d)

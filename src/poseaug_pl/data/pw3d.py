@@ -57,10 +57,13 @@ def read_sequence(path: Path) -> dict:
     return seq
 
 
-def convert_3dpw(root: str | Path, split: str = "test", progress=None) -> dict:
+def convert_3dpw(
+    root: str | Path, split: str = "test", progress=None, dropped: dict | None = None
+) -> dict:
     """PoseAug-layout arrays of one split: ``pose3d`` (N, 16, 3) camera frame, metres,
     ``pose2d`` (N, 16, 2) normalised, and per row ``subject`` (the sequence), ``actor`` (0 or
-    1), ``camera`` (0) and ``frame`` (the image's index).
+    1), ``camera`` (0) and ``frame`` (the image's index). ``dropped``, if given, receives the
+    count of actor-frames left out per reason.
 
     Raises:
         DataError: an unknown split, a missing folder, an unreadable, foreign or code-carrying
@@ -84,6 +87,9 @@ def convert_3dpw(root: str | Path, split: str = "test", progress=None) -> dict:
                 raise DataError(f"{path}: actor {actor}: {len(joints)} joint frames, "
                                 f"{len(valid)} valid flags, {len(poses)} camera poses")  # fmt: skip
             frames = np.flatnonzero(valid)
+            if dropped is not None:
+                why = "no valid camera pose (campose_valid 0)"
+                dropped[why] = dropped.get(why, 0) + len(valid) - len(frames)
             rot, t = poses[frames, :3, :3], poses[frames, :3, 3]
             cam = np.einsum("tij,tnj->tni", rot, joints[frames]) + t[:, None]
             x3 = to_16(cam)

@@ -156,9 +156,38 @@ class PoseMetrics(Metric):
 LOGGED = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc")
 
 
+#: MPI-INF-3DHP's 14 evaluated joints in PoseAug's order: every joint but the pelvis (the root,
+#: error 0 by construction) and the spine. The official test joints head top, neck, shoulders,
+#: elbows, wrists, hips, knees and ankles (PoseAug's head is 3DHP's head top, its thorax 3DHP's
+#: neck); the papers' PCK and AUC exclude 3DHP's pelvis, spine and head.
+PCK_JOINTS_14 = (1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15)
+#: The columns of a test set's per-cell sums: MPJPE and PA-MPJPE (metres), frames, then the
+#: (joint, frame) counts of `PCK_JOINTS_14` below each of `AUC_THRESHOLDS`.
+CELL_COLUMNS = 3 + len(AUC_THRESHOLDS)
+
+
+def cell_rows(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per frame, the sums `TestSetMetrics` keeps per (subject, action) cell, (B, 3 + 31)."""
+    err = joint_errors(pred, target)
+    th = torch.tensor(AUC_THRESHOLDS, device=err.device, dtype=err.dtype)
+    below = (err[:, PCK_JOINTS_14, None] < th).sum(1).to(err.dtype)
+    return torch.cat([err.mean(-1, keepdim=True), pa_mpjpe(pred, target).unsqueeze(1),
+                      torch.ones_like(err[:, :1]), below], 1)  # fmt: skip
+
+
+def cell_summary(sums) -> dict:
+    """Plain numbers of summed `cell_rows`: ``mpjpe``, ``pa_mpjpe`` (mm), ``pck_14``, ``auc_14``
+    (%, over `PCK_JOINTS_14`) and ``frames``."""
+    e, pa, n, *below = [float(v) for v in sums]
+    share = [b / max(n * len(PCK_JOINTS_14), 1) * 100 for b in below]
+    return {"mpjpe": e / max(n, 1) * 1000, "pa_mpjpe": pa / max(n, 1) * 1000,
+            "pck_14": share[-1], "auc_14": sum(share) / len(share), "frames": int(n)}  # fmt: skip
+
+
 class TestSetMetrics(nn.Module):
-    """`PoseMetrics` of every test set of a datamodule, MPJPE and PA-MPJPE per action where a
-    set has several, and (optionally) the predictions.
+    """`PoseMetrics` of every test set of a datamodule, sums per (subject, action) cell (the
+    per-action table where a set has several actions, and its benchmark's tables,
+    `evaluation.protocols`) and, optionally, the predictions.
 
     Args:
         sets: ``{name: PoseSet}`` in the test loaders' order; save_predictions: keep
@@ -168,36 +197,43 @@ class TestSetMetrics(nn.Module):
     def __init__(self, sets: dict, save_predictions: bool = False):
         super().__init__()
         self.names, self.save = list(sets), save_predictions
-        self.actions = {n: s.actions for n, s in sets.items() if len(s.actions) > 1}
+        self.sets = {n: (s.subjects or ("all",), s.actions or ("all",), s.protocol)
+                     for n, s in sets.items()}  # fmt: skip
         self.metrics = nn.ModuleDict({n: PoseMetrics() for n in self.names})
-        for n, actions in self.actions.items():  # (actions, 3) sums: MPJPE, PA-MPJPE (m), frames
-            self.register_buffer(f"per_action_{n}", torch.zeros(len(actions), 3), persistent=False)
+        for n, (subjects, actions, _) in self.sets.items():
+            cells = torch.zeros(len(subjects) * len(actions), CELL_COLUMNS, dtype=torch.float64)
+            self.register_buffer(f"cells_{n}", cells, persistent=False)
         self.predictions: dict[str, list] = {n: [] for n in self.names}
 
     def update(self, name: str, pred: torch.Tensor, target: torch.Tensor, batch: dict) -> None:
         """Add a batch of root-relative predictions of set ``name``."""
         self.metrics[name].update(pred, target)
-        if name in self.actions:
-            errors = torch.stack([mpjpe(pred, target), pa_mpjpe(pred, target)], 1)
-            rows = torch.cat([errors, torch.ones_like(errors[:, :1])], 1)
-            getattr(self, f"per_action_{name}").index_add_(0, batch["action"], rows)
+        cell = batch["subject"] * len(self.sets[name][1]) + batch["action"]
+        getattr(self, f"cells_{name}").index_add_(0, cell, cell_rows(pred, target).double())
         if self.save:
             self.predictions[name].append((torch.stack([pred, target]).cpu(), batch["index"].cpu()))
 
     def compute(self, reduce_sum=lambda t: t) -> tuple[dict, dict]:
         """``(results, logged)``: plain numbers per set (``per_action`` in mm where a set has
-        several actions, summed over processes by ``reduce_sum``) and the tensors to log."""
+        several actions; its benchmark's numbers, `protocols.protocol_metrics`; summed over
+        processes by ``reduce_sum``) and the tensors to log."""
+        from poseaug_pl.evaluation.protocols import protocol_metrics
+
         results, logged = {}, {}
         for name, metric in self.metrics.items():
             m = metric.compute()
             res = {k: float(v) if v.ndim == 0 else [float(x) for x in v] for k, v in m.items()}
             res["frames"] = int(res["frames"])
-            if name in self.actions:
-                sums = reduce_sum(getattr(self, f"per_action_{name}"))
+            subjects, actions, protocol = self.sets[name]
+            cells = reduce_sum(getattr(self, f"cells_{name}")).cpu()
+            cells = cells.view(len(subjects), len(actions), CELL_COLUMNS)
+            if len(actions) > 1:
                 res["per_action"] = {
-                    a: {"mpjpe": e / n * 1000, "pa_mpjpe": pa / n * 1000, "frames": int(n)}
-                    for a, (e, pa, n) in zip(self.actions[name], sums.tolist()) if n > 0
+                    a: {k: s[k] for k in ("mpjpe", "pa_mpjpe", "frames")}
+                    for a, s in zip(actions, map(cell_summary, cells.sum(0))) if s["frames"]
                 }  # fmt: skip
+            if protocol:
+                res |= protocol_metrics(protocol, cells, subjects, actions)
             results[name] = res
             logged |= {f"test/{name}/{k}": m[k].float() for k in LOGGED}
         return results, logged

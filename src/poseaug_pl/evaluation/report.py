@@ -2,7 +2,8 @@
 
 * `format_table`: dict rows as an aligned plain-text table (what every other table uses);
 * a run's test metrics: `plain_metrics` / `write_metrics` (``metrics.json``), `metrics_table`
-  and the papers' per-action `action_table`; `metrics_table_data` / `action_table_data` for
+  and the papers' per-action `action_table` (the cross-dataset benchmarks' tables are
+  `evaluation.protocols`); `metrics_table_data` / `action_table_data` for
   W&B tables;
 * which checkpoint was tested (its epoch, and whether its estimator has trained on augmented
   pairs): `checkpoint_info` and `describe_checkpoint`;
@@ -17,6 +18,7 @@ import json
 import math
 from pathlib import Path
 
+from poseaug_pl.evaluation.protocols import PROTOCOL_KEYS, protocol_table
 from poseaug_pl.utils import write_text_atomic
 
 #: The scalar metrics of every test set in ``metrics.json``, in table order.
@@ -40,7 +42,8 @@ def format_table(rows: list[dict]) -> str:
 
 def plain_metrics(results: dict) -> dict:
     """``{set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames, per_joint, per_bone_angle,
-    per_bone_length[, per_action]}}`` of `PoseAugModule.test_results`.
+    per_bone_length[, per_action][, the benchmark's keys]}}`` of `PoseAugModule.test_results`
+    (`protocols.PROTOCOL_KEYS`).
 
     ``per_joint`` is the MPJPE of each of the 16 joints (mm); ``per_bone_angle`` the mean angle
     between predicted and true direction of each of the 15 bones (degrees, `skeleton.BONES`
@@ -52,8 +55,9 @@ def plain_metrics(results: dict) -> dict:
         for k, digits in (("per_joint", 3), ("per_bone_angle", 3), ("per_bone_length", 4)):
             if k in r:
                 out[s][k] = [round(v, digits) for v in r[k]]
-        if "per_action" in r:
-            out[s]["per_action"] = r["per_action"]
+        for k in ("per_action", *PROTOCOL_KEYS):
+            if k in r:
+                out[s][k] = r[k]
     return out
 
 
@@ -69,7 +73,9 @@ def metrics_table(metrics: dict) -> str:
     rows = [{"set": s, "MPJPE": f"{m['mpjpe']:.1f}", "PA-MPJPE": f"{m['pa_mpjpe']:.1f}",
              "N-MPJPE": f"{m['n_mpjpe']:.1f}", "PCK": f"{m['pck']:.1f}", "AUC": f"{m['auc']:.1f}",
              "frames": m["frames"]} for s, m in metrics.items()]  # fmt: skip
-    tables = [action_table(s, m["per_action"]) for s, m in metrics.items() if "per_action" in m]
+    tables = [protocol_table(s, m) or action_table(s, m["per_action"]) if "per_action" in m
+              else protocol_table(s, m) for s, m in metrics.items()]  # fmt: skip
+    tables = [t for t in tables if t]
     return "\n\n".join([format_table(rows) + "\n(mm; PCK@150mm and AUC in %)", *tables])
 
 

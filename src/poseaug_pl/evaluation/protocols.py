@@ -1,0 +1,82 @@
+"""The cross-dataset benchmarks' own numbers and tables: MPI-INF-3DHP, 3DPW and HumanEva-I.
+
+A cross set names its benchmark in the ``dataset`` its converter wrote (``prepare_data``), or by
+its set name (`data.cross.protocol_of`). ``evaluate`` then adds to ``metrics.json[<set>]``:
+
+* ``mpi_inf_3dhp``: ``pck_14`` and ``auc_14`` (3D PCK at 150 mm and its AUC over 0..150 mm in
+  5 mm steps, over the 14 joints the papers evaluate, `metrics.PCK_JOINTS_14`) and, when the rows
+  carry their scene, ``per_scene``: ``{GS, noGS, outdoor: {pck_14, auc_14, mpjpe, pa_mpjpe,
+  frames}}``, each scene's frames pooled (the official README's frame-weighted mean of its two
+  sequences). MPJPE is over all 16 joints, as PoseAug reports it.
+* ``3dpw``: nothing more (its papers report the set's PA-MPJPE and MPJPE); the table says so.
+* ``humaneva``: ``per_action_subject``: ``{action: {subject: {mpjpe, pa_mpjpe, frames}}}``,
+  the papers' table of actions by subject.
+
+`protocol_table` prints each as the papers lay it out.
+"""
+
+from __future__ import annotations
+
+#: MPI-INF-3DHP's scenes in the papers' order: green screen (TS1-TS2), studio without green
+#: screen (TS3-TS4), outdoor (TS5-TS6).
+SCENES = ("GS", "noGS", "outdoor")
+#: The keys this module adds to a set's metrics.
+PROTOCOL_KEYS = ("protocol", "pck_14", "auc_14", "per_scene", "per_action_subject")
+
+
+def protocol_metrics(protocol: str, cells, subjects, actions) -> dict:
+    """A benchmark's numbers from a set's per-cell sums.
+
+    Args:
+        protocol: ``mpi_inf_3dhp``, ``3dpw`` or ``humaneva``.
+        cells: (subjects, actions, `metrics.CELL_COLUMNS`) summed `metrics.cell_rows`.
+        subjects, actions: the cells' names.
+    """
+    from poseaug_pl.evaluation.metrics import cell_summary  # (torch: imported when computing)
+
+    out: dict = {"protocol": protocol}
+    if protocol == "mpi_inf_3dhp":
+        total = cell_summary(cells.sum((0, 1)))
+        out |= {"pck_14": total["pck_14"], "auc_14": total["auc_14"]}
+        if set(actions) <= set(SCENES):
+            by_scene = dict(zip(actions, map(cell_summary, cells.sum(0))))
+            out["per_scene"] = {s: by_scene[s] for s in SCENES if by_scene.get(s, {}).get("frames")}
+    elif protocol == "humaneva" and (len(subjects) > 1 or len(actions) > 1):
+        keep = ("mpjpe", "pa_mpjpe", "frames")
+        out["per_action_subject"] = {
+            a: {s: {k: v[k] for k in keep} for s, v in
+                ((s, cell_summary(cells[i, j])) for i, s in enumerate(subjects)) if v["frames"]}
+            for j, a in enumerate(actions)
+        }  # fmt: skip
+    return out
+
+
+def protocol_table(name: str, m: dict) -> str | None:
+    """The benchmark's table of one set's `metrics.json` entry (None for a set without one)."""
+    from poseaug_pl.evaluation.report import format_table
+
+    protocol = m.get("protocol")
+    if protocol == "mpi_inf_3dhp":
+        scenes = {**m.get("per_scene", {}), "All": m}
+        rows = [{name: label, **{s: fmt.format(v[key]) for s, v in scenes.items()}}
+                for label, key, fmt in (("PCK (14 joints)", "pck_14", "{:.1f}"),
+                                        ("AUC (14 joints)", "auc_14", "{:.1f}"),
+                                        ("MPJPE", "mpjpe", "{:.1f}"),
+                                        ("frames", "frames", "{}"))]  # fmt: skip
+        return format_table(rows) + ("\n(MPI-INF-3DHP: PCK at 150 mm and AUC in %, over head top, "
+                                     "neck, shoulders, elbows, wrists, hips, knees, ankles; "
+                                     "MPJPE in mm over PoseAug's 16 joints)")  # fmt: skip
+    if protocol == "3dpw":
+        row = {name: "3DPW", "PA-MPJPE": f"{m['pa_mpjpe']:.1f}", "MPJPE": f"{m['mpjpe']:.1f}",
+               "frames": m["frames"]}  # fmt: skip
+        return format_table([row]) + "\n(mm over PoseAug's 16 joints, every actor)"
+    if protocol == "humaneva" and "per_action_subject" in m:
+        table = m["per_action_subject"]
+        subjects = list(dict.fromkeys(s for per in table.values() for s in per))
+        rows = []
+        for label, key in (("P1 (MPJPE)", "mpjpe"), ("P2 (PA-MPJPE)", "pa_mpjpe")):
+            for s in subjects:
+                rows.append({name: f"{label} {s}", **{a: f"{per[s][key]:.1f}" if s in per else "-"
+                                                      for a, per in table.items()}})  # fmt: skip
+        return format_table(rows) + "\n(HumanEva-I: mm per action and subject)"
+    return None
