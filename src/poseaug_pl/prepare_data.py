@@ -8,6 +8,8 @@ Examples::
     python -m poseaug_pl.prepare_data figures=outputs/figures   # PNG grids of sample poses
     python -m poseaug_pl.prepare_data dataset=humaneva root=/data/humaneva \\
         output=humaneva_validate.npz split=validate        # then +data.cross_sets.<name>=...
+    python -m poseaug_pl.prepare_data dataset=mpi_inf_3dhp root=/data/mpi_inf_3dhp_test_set \\
+        output=3dhp.npz                                    # also: 3dpw, mpi_inf_3dhp_spin
 """
 
 from __future__ import annotations
