@@ -134,6 +134,13 @@ def test_the_spin_route_refuses_foreign_files_in_one_line(tmp_path):
     r = cli("prepare_data", "dataset=mpi_inf_3dhp_spin", f"root={bad}", f"output={tmp_path}/x.npz",
             f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
     assert r.returncode == 2 and "is not in TS1 .. TS6 of the test set" in r.stderr
+    s = np.ones((1, 24, 4))
+    s[0, 3, 0] = np.nan
+    np.savez(bad, imgname=np.array(["TS1/imageSequence/img_000001.jpg"]), part=np.ones((1, 24, 3)),
+             S=s)  # fmt: skip
+    r = cli("prepare_data", "dataset=mpi_inf_3dhp_spin", f"root={bad}", f"output={tmp_path}/x.npz",
+            f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert r.returncode == 2 and "NaN or inf in 'part' or 'S' in 1 of 1 rows" in r.stderr
     marker = tmp_path / "PAYLOAD_RAN"
     write_spin_file(tmp_path / "mpi_inf_3dhp_valid.npz", truth, payload=MakesFolder(marker))
     r = cli("prepare_data", "dataset=mpi_inf_3dhp_spin", f"root={tmp_path}",

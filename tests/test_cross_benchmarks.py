@@ -234,3 +234,18 @@ def test_the_humaneva_table_holds_each_subject_and_actions_own_errors():
             assert cell["pa_mpjpe"] == pytest.approx(
                 float(pa_mpjpe(pred[rows], target[rows]).mean()) * 1000, rel=1e-5
             )
+
+
+def test_labels_unique_per_row_keep_their_cells_per_action_only():
+    from poseaug_pl.data.poseset import PoseSet
+
+    n = 600
+    x = torch.randn(n, 16, 3)
+    ids = torch.arange(n) % 300  # 300 x 300 (subject, action) cells: more than MAX_CELLS
+    names = tuple(f"s{i}" for i in range(300)), tuple(f"a{i}" for i in range(300))
+    data = PoseSet("mine", x, x[..., :2], None, ids, ids, torch.arange(n), *names)
+    metrics = ev_metrics.TestSetMetrics({"mine": data})
+    assert metrics.cells_mine.shape[0] == 300 < ev_metrics.MAX_CELLS
+    metrics.update("mine", x, x, {"subject": ids, "action": ids, "index": torch.arange(n)})
+    per_action = metrics.compute()[0]["mine"]["per_action"]
+    assert len(per_action) == 300 and all(a["frames"] == 2 for a in per_action.values())

@@ -196,6 +196,18 @@ def test_raised_camera_adds_refilmed_copies_of_the_test_sets(tmp_path):
     assert torch.equal(again.test_sets["mini_raised"].pose2d, mini.pose2d)
 
 
+def test_a_root_centred_cross_set_gets_no_raised_copy(tmp_path, caplog):
+    """SPIN's 3DHP file holds root-centred 3D: the camera's position is unknown, so it cannot be
+    re-filmed; the other sets still are."""
+    x = small_synthetic().load_splits()[1]["synthetic"].pose3d[:50]
+    np.savez(tmp_path / "centred.npz", pose3d=(x - x[:, :1]).numpy(), pose2d=np.zeros((50, 16, 2)))
+    d = small_synthetic(cross_sets={"centred": str(tmp_path / "centred.npz")},
+                        raised_camera=[20, 40])  # fmt: skip
+    d.setup("test")
+    assert "synthetic_raised" in d.test_names and "centred_raised" not in d.test_names
+    assert "centred: root-centred 3D" in caplog.text
+
+
 @pytest.mark.parametrize("bad", [[40, 20], [0, 90], [10]])
 def test_raised_camera_refuses_a_bad_range(bad):
     with pytest.raises(ValueError, match="raised_camera"):

@@ -99,7 +99,11 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
     protocol = protocol_of(name)
     if "dataset" in data:
         dataset = data["dataset"]
-        if dataset.shape != () or dataset.dtype.kind not in "US" or str(dataset) not in PROTOCOLS:
+        if (
+            not isinstance(dataset, np.ndarray)
+            or dataset.shape != ()
+            or str(dataset) not in PROTOCOLS
+        ):
             raise DataError(f"{path}: 'dataset' must be one of {list(PROTOCOLS)}, got "
                             f"{str(dataset)[:40]!r}")  # fmt: skip
         protocol = str(dataset)

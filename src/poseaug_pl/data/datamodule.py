@@ -36,6 +36,14 @@ RAISED_SEED = 0
 log = logging.getLogger(__name__)
 
 
+def _names(names, shown: int = 6) -> str:
+    """Names joined by spaces; past ``shown``, the first few and how many in all."""
+    names = list(names)
+    if len(names) <= shown:
+        return " ".join(names)
+    return f"{' '.join(names[:3])} ... ({len(names)})"
+
+
 def split_by_sequence(data: PoseSet, fraction: float, seed: int = 0) -> tuple[PoseSet, PoseSet]:
     """Hold out whole sequences (all cameras of them) as a validation set.
 
@@ -125,6 +133,13 @@ class PoseDataModule(L.LightningDataModule):
             tests[name] = self._cross.pop(name, None) or load_cross_set(path, name)
         if self.raised_camera is not None:
             for name in [n for n in tests if n not in RANDOM_VIEW_SETS]:
+                if bool((tests[name].pose3d[:, 0, 2].abs() < 1e-6).all()):
+                    log.warning(
+                        "%s: root-centred 3D (the camera's position is unknown, as in "
+                        "SPIN's 3DHP file) cannot be re-filmed: no raised copy",
+                        name,
+                    )
+                    continue  # fmt: skip
                 raised = raise_camera(tests[name], *self.raised_camera, seed=RAISED_SEED)
                 if raised.name in tests:
                     raise DataError(f"test set name {raised.name!r} is taken: rename that set")
@@ -194,7 +209,7 @@ class PoseDataModule(L.LightningDataModule):
                 {
                     "set": name,
                     "pairs": len(s),
-                    "subjects": " ".join(s.subjects[i] for i in torch.unique(s.subject).tolist()),
+                    "subjects": _names(s.subjects[i] for i in torch.unique(s.subject).tolist()),
                     "depth_m": f"{depth.min().item():.2f}-{depth.max().item():.2f}",
                     "out_of_frame_%": round(
                         100 * (s.pose2d.abs() > 1).any(-1).any(-1).float().mean().item(), 2

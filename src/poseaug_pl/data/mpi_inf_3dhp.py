@@ -51,6 +51,8 @@ ANNOTATIONS = ("univ_annot3", "annot3")
 #: SPIN's 24-joint slots of PoseAug's 16 joints (where SPIN put the 17 test joints: neck in its
 #: "Neck (LSP)" slot 12, head top in its "Head (H36M)" slot 18, spine in 16).
 SPIN_24_TO_16 = (14, 2, 1, 0, 3, 4, 5, 16, 12, 18, 9, 10, 11, 8, 7, 6)
+#: Valid frames per sequence (the test set's README weights its scenes by them; 2,929 in all).
+VALID_FRAMES = {"TS1": 603, "TS2": 540, "TS3": 505, "TS4": 553, "TS5": 276, "TS6": 452}
 #: SPIN's file name in its ``dataset_extras``.
 SPIN_FILE = "mpi_inf_3dhp_valid.npz"
 
@@ -143,14 +145,17 @@ def convert_spin(root: str | Path, split: str = "test", progress=None,
                  dropped: dict | None = None) -> dict:  # fmt: skip
     """`convert_mpi_inf_3dhp`'s arrays (without ``activity``) from SPIN's ``mpi_inf_3dhp_valid.npz``
     (``imgname``, ``part`` (N, 24, 3) pixels and visibility, ``S`` (N, 24, 4) metres and
-    visibility), the route of the PoseAug authors' 2,929-frame file.
+    visibility), the route of the PoseAug authors' 2,929-frame file. A row with one of the 16
+    joints flagged invisible is left out (the authors' script would keep it with that joint
+    zeroed; SPIN's real file has none), and ``dropped`` also counts the test set's valid frames
+    (`VALID_FRAMES`) missing from the file.
 
     Args:
         root: the folder holding SPIN's file (its ``dataset_extras``), or the file.
 
     Raises:
         DataError: another split, a missing or unreadable file or key, an image name outside
-            ``TS1`` .. ``TS6``, or arrays of the wrong shape; one line.
+            ``TS1`` .. ``TS6``, arrays of the wrong shape or type, or NaN; one line.
     """
     from poseaug_pl.data.poseset import load_npz
 
@@ -159,11 +164,18 @@ def convert_spin(root: str | Path, split: str = "test", progress=None,
     path = Path(root).expanduser()
     path = path / SPIN_FILE if path.is_dir() else path
     data = load_npz(path, ("imgname", "part", "S"))
-    names, part, s = data["imgname"], np.asarray(data["part"]), np.asarray(data["S"])
-    n = len(names)
-    if names.dtype.kind not in "US" or part.shape != (n, 24, 3) or s.shape != (n, 24, 4):
-        raise DataError(f"{path}: imgname {names.dtype} {names.shape}, part {part.shape}, S "
-                        f"{s.shape}; expected (N,) strings, (N, 24, 3), (N, 24, 4)")  # fmt: skip
+    names, part, s = (np.asarray(data[k]) for k in ("imgname", "part", "S"))
+    n = len(names) if names.ndim == 1 else -1
+    if (
+        names.dtype.kind not in "US"
+        or part.shape != (n, 24, 3)
+        or s.shape != (n, 24, 4)
+        or part.dtype.kind not in "fiu"
+        or s.dtype.kind not in "fiu"
+    ):
+        raise DataError(f"{path}: imgname {names.dtype} {names.shape}, part {part.dtype} "
+                        f"{part.shape}, S {s.dtype} {s.shape}; expected (N,) strings, (N, 24, 3) "
+                        "and (N, 24, 4) numbers")  # fmt: skip
     names = names.astype(str)
     seqs = [next((q for q in name.replace("\\", "/").split("/") if q in SEQUENCES), None)
             for name in (progress(names) if progress else names)]  # fmt: skip
@@ -172,9 +184,14 @@ def convert_spin(root: str | Path, split: str = "test", progress=None,
         raise DataError(f"{path}: image {bad!r} is not in TS1 .. TS6 of the test set")
     seqs = np.array(seqs)
     idx = list(SPIN_24_TO_16)
+    bad = ~(np.isfinite(part[:, idx]).all((1, 2)) & np.isfinite(s[:, idx]).all((1, 2)))
+    if bad.any():
+        raise DataError(f"{path}: NaN or inf in 'part' or 'S' in {int(bad.sum())} of {n} rows")
     seen = (part[:, idx, 2] > 0).all(1) & (s[:, idx, 3] > 0).all(1)
-    if dropped is not None and (~seen).any():
-        dropped["a joint flagged missing"] = int((~seen).sum())
+    if dropped is not None:
+        dropped["with a joint flagged missing"] = int((~seen).sum())
+        short = sum(max(0, v - int((seqs == q).sum())) for q, v in VALID_FRAMES.items())
+        dropped["valid frames of the test set not in SPIN's file"] = short
     size = np.array([SEQUENCES[q][1:] for q in seqs], np.float64)  # (N, 2) width, height
     w, h = size[:, :1, None], size[:, 1:, None]
     pose2d = np.asarray(part[:, idx, :2], np.float64) / w * 2 - np.concatenate(

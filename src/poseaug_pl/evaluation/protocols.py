@@ -4,7 +4,8 @@ A cross set names its benchmark in the ``dataset`` its converter wrote (``prepar
 its set name (`data.cross.protocol_of`). ``evaluate`` then adds to ``metrics.json[<set>]``:
 
 * ``mpi_inf_3dhp``: ``pck_14`` and ``auc_14`` (3D PCK at 150 mm and its AUC over 0..150 mm in
-  5 mm steps, over the 14 joints the papers evaluate, `metrics.PCK_JOINTS_14`) and, when the rows
+  5 mm steps, over the 14 joints of the groups most later papers use, `metrics.PCK_JOINTS_14`;
+  the 16-joint PCK and AUC of PoseAug's released helper stay in the set's row) and, when the rows
   carry their scene, ``per_scene``: ``{GS, noGS, outdoor: {pck_14, auc_14, mpjpe, pa_mpjpe,
   frames}}``, each scene's frames pooled (the official README's frame-weighted mean of its two
   sequences). MPJPE is over all 16 joints, as PoseAug reports it.
@@ -78,5 +79,6 @@ def protocol_table(name: str, m: dict) -> str | None:
             for s in subjects:
                 rows.append({name: f"{label} {s}", **{a: f"{per[s][key]:.1f}" if s in per else "-"
                                                       for a, per in table.items()}})  # fmt: skip
-        return format_table(rows) + "\n(HumanEva-I: mm per action and subject)"
+        return format_table(rows) + ("\n(HumanEva-I: mm per action and subject, over PoseAug's 16 "
+                                     "joints, the spine the pelvis-thorax midpoint)")  # fmt: skip
     return None
