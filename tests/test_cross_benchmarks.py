@@ -192,6 +192,10 @@ def test_each_benchmark_converts_back_and_evaluates_with_its_own_table(tmp_path,
         "Walking": {"S1": 24, "S2": 30},
         "Box": {"S1": 18},
     }  # 3 cameras x chunk frames
+    from poseaug_pl.evaluation.protocols import protocol_table_data  # (W&B tables)
+
+    assert [r[0] for r in protocol_table_data(m["mpi_inf_3dhp"])[1]] == ["GS", "noGS", "outdoor"]
+    assert len(protocol_table_data(m["humaneva"])[1]) == 3  # (action, subject) cells
     for title in ("PCK (14 joints)", "outdoor", "3DPW", "P2 (PA-MPJPE) S2", "Walking"):
         assert title in r.stdout, r.stdout
 
@@ -249,3 +253,37 @@ def test_labels_unique_per_row_keep_their_cells_per_action_only():
     metrics.update("mine", x, x, {"subject": ids, "action": ids, "index": torch.arange(n)})
     per_action = metrics.compute()[0]["mine"]["per_action"]
     assert len(per_action) == 300 and all(a["frames"] == 2 for a in per_action.values())
+
+
+def test_a_set_names_its_benchmark_in_its_file_or_by_its_name(tmp_path, poses):
+    from poseaug_pl.data import DataError, load_cross_set
+
+    x = poses[:10].astype(np.float32)
+    plain = dict(pose3d=x, pose2d=x[..., :2] / x[..., 2:])
+    np.savez(tmp_path / "test_3dhp.npz", **plain)  # the PoseAug authors' file: no ids
+    assert load_cross_set(tmp_path / "test_3dhp.npz", "mpi_inf_3dhp").protocol == "mpi_inf_3dhp"
+    assert load_cross_set(tmp_path / "test_3dhp.npz", "pw3d_test").protocol == "3dpw"
+    assert load_cross_set(tmp_path / "test_3dhp.npz", "mine").protocol is None
+    np.savez(tmp_path / "named.npz", **plain, dataset=np.array("humaneva"))
+    assert load_cross_set(tmp_path / "named.npz", "mine").protocol == "humaneva"
+    np.savez(tmp_path / "odd.npz", **plain, dataset=np.array("h36m"))
+    with pytest.raises(DataError, match=r"'dataset' must be one of \['mpi_inf_3dhp', '3dpw', 'hu"):
+        load_cross_set(tmp_path / "odd.npz")
+
+
+def test_without_scenes_3dhp_still_reports_its_14_joint_numbers(poses):
+    from poseaug_pl.data.poseset import PoseSet
+    from poseaug_pl.evaluation.protocols import protocol_table, protocol_table_data
+
+    x = torch.as_tensor(poses[:10], dtype=torch.float32)
+    zeros = torch.zeros(10, dtype=torch.int64)
+    data = PoseSet("mpi_inf_3dhp", x, x[..., :2], None, zeros, zeros, torch.arange(10),
+                   ("mpi_inf_3dhp",), ("mpi_inf_3dhp",), protocol="mpi_inf_3dhp")  # fmt: skip
+    metrics = ev_metrics.TestSetMetrics({"mpi_inf_3dhp": data})
+    rel = x - x[:, :1]
+    metrics.update("mpi_inf_3dhp", rel, rel, {"subject": zeros, "action": zeros})
+    results, logged = metrics.compute()
+    m = results["mpi_inf_3dhp"]
+    assert m["pck_14"] == 100 and "per_scene" not in m and protocol_table_data(m) is None
+    assert float(logged["test/mpi_inf_3dhp/pck_14"]) == 100  # (dashboards and sweeps)
+    assert "PCK (14 joints)" in protocol_table("mpi_inf_3dhp", m)

@@ -248,4 +248,6 @@ class TestSetMetrics(nn.Module):
                 res |= protocol_metrics(protocol, cells, subjects, actions)
             results[name] = res
             logged |= {f"test/{name}/{k}": m[k].float() for k in LOGGED}
+            logged |= {f"test/{name}/{k}": torch.tensor(res[k]) for k in ("pck_14", "auc_14")
+                       if k in res}  # fmt: skip
         return results, logged

@@ -82,3 +82,17 @@ def protocol_table(name: str, m: dict) -> str | None:
         return format_table(rows) + ("\n(HumanEva-I: mm per action and subject, over PoseAug's 16 "
                                      "joints, the spine the pelvis-thorax midpoint)")  # fmt: skip
     return None
+
+
+def protocol_table_data(m: dict) -> tuple[list[str], list[list]] | None:
+    """Columns and rows of a set's benchmark table (a W&B table): 3DHP's scenes, HumanEva-I's
+    actions by subject; None for a set without one."""
+    if "per_scene" in m:
+        columns = ["scene", "pck_14", "auc_14", "mpjpe", "pa_mpjpe", "frames"]
+        return columns, [[s, *(v[c] for c in columns[1:])] for s, v in m["per_scene"].items()]
+    if "per_action_subject" in m:
+        columns = ["action", "subject", "mpjpe", "pa_mpjpe", "frames"]
+        rows = [[a, s, v["mpjpe"], v["pa_mpjpe"], v["frames"]]
+                for a, per in m["per_action_subject"].items() for s, v in per.items()]  # fmt: skip
+        return columns, rows
+    return None

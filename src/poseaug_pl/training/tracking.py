@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from poseaug_pl.evaluation import viz
+from poseaug_pl.evaluation.protocols import protocol_table_data
 from poseaug_pl.evaluation.report import action_table_data, metrics_table_data
 
 log = logging.getLogger(__name__)
@@ -206,8 +207,9 @@ def report_evaluation(results: dict, figure_dir: str | Path, loggers=(), step: i
         results: ``{set: {mpjpe, ..., per_joint}}`` as in `PoseAugModule.test_results`.
         figure_dir: folder of ``per_joint_error.png``.
         loggers: W&B loggers get ``test/per_joint_error`` (image), ``test/metrics`` (table) and
-            ``test/<set>/per_action`` (table, sets with actions); TensorBoard loggers get the
-            figure.
+            ``test/<set>/per_action`` (table, sets with actions) and the benchmarks' tables
+            (``test/<set>/per_scene``, ``test/<set>/per_action_subject``); TensorBoard loggers
+            get the figure.
         step: logging step.
 
     Returns:
@@ -223,6 +225,11 @@ def report_evaluation(results: dict, figure_dir: str | Path, loggers=(), step: i
             table = wandb.Table(*metrics_table_data(results))
             per_action = {f"test/{n}/per_action": wandb.Table(*action_table_data(r["per_action"]))
                           for n, r in results.items() if "per_action" in r}  # fmt: skip
+            for n, r in results.items():  # the benchmarks' tables (3DHP scenes, HumanEva-I)
+                data = protocol_table_data(r)
+                if data is not None:
+                    key = "per_scene" if "per_scene" in r else "per_action_subject"
+                    per_action[f"test/{n}/{key}"] = wandb.Table(*data)
             lg.experiment.log(
                 {
                     "test/per_joint_error": wandb.Image(str(path)),
