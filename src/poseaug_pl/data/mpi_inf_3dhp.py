@@ -51,6 +51,30 @@ ANNOTATIONS = ("univ_annot3", "annot3")
 #: SPIN's 24-joint slots of PoseAug's 16 joints (where SPIN put the 17 test joints: neck in its
 #: "Neck (LSP)" slot 12, head top in its "Head (H36M)" slot 18, spine in 16).
 SPIN_24_TO_16 = (14, 2, 1, 0, 3, 4, 5, 16, 12, 18, 9, 10, 11, 8, 7, 6)
+#: Each camera's calibration (the test set's ``ts1-4cameras.calib`` and ``ts5-6cameras.calib``):
+#: focal length and sensor size (mm), pixel aspect (y / x) and principal-point offset from the
+#: image centre (mm, right and down). The outdoor GoPro's lens distortion is left out (a pinhole).
+CALIBRATION = {
+    "studio": {"focal": 7.32506, "sensor": (10.0, 10.0), "aspect": 1.00044,
+               "offset": (-0.0322884, 0.0929296)},
+    "outdoor": {"focal": 8.770747185, "sensor": (10.0, 5.625), "aspect": 0.993236423,
+                "offset": (-0.104908645, 0.104899704)},
+}  # fmt: skip
+
+
+def intrinsics(sequence: str) -> np.ndarray:
+    """A sequence's 9 normalised intrinsics ``(fx, fy, cx, cy, 0, ...)`` (`geometry.camera`) from
+    `CALIBRATION`: studio fx, fy, cx, cy = 1500.2, 1500.8, 1017.4, 1043.0 px (2048 x 2048),
+    outdoor 1684.0, 1672.6, 939.9, 560.1 px (1920 x 1080)."""
+    _, w, h = SEQUENCES[sequence]
+    cal = CALIBRATION["outdoor" if SEQUENCES[sequence][0] == "outdoor" else "studio"]
+    px_per_mm = w / cal["sensor"][0]
+    fx = cal["focal"] * px_per_mm
+    f = np.array([fx, fx * cal["aspect"]])
+    c = np.array([w / 2, h / 2]) + np.array(cal["offset"]) * px_per_mm
+    return np.concatenate([f / w * 2, c / w * 2 - [1.0, h / w], np.zeros(5)]).astype(np.float32)
+
+
 #: Valid frames per sequence (the test set's README weights its scenes by them; 2,929 in all).
 VALID_FRAMES = {"TS1": 603, "TS2": 540, "TS3": 505, "TS4": 553, "TS5": 276, "TS6": 452}
 #: SPIN's file name in its ``dataset_extras``.
@@ -98,8 +122,9 @@ def convert_mpi_inf_3dhp(
 ) -> dict:
     """PoseAug-layout arrays of the test set's valid frames: ``pose3d`` (N, 16, 3) camera frame,
     metres; ``pose2d`` (N, 16, 2) normalised; per row ``subject`` (the sequence), ``action``
-    (the scene), ``activity``, ``camera`` (0) and ``frame`` (0-based in its sequence).
-    ``dropped``, if given, receives the count of frames left out per reason.
+    (the scene), ``activity``, ``camera`` (0), ``frame`` (0-based in its sequence) and ``cam``
+    (its sequence's `intrinsics`). ``dropped``, if given, receives the count of frames left out
+    per reason.
 
     Raises:
         DataError: another split or annotation, a missing sequence or key, a file of the wrong
@@ -118,7 +143,7 @@ def convert_mpi_inf_3dhp(
         raise DataError(f"{root}: no {missing[0]}/annot_data.mat (root is the folder holding "
                         "TS1 .. TS6 of mpi_inf_3dhp_test_set)")  # fmt: skip
     parts = {k: [] for k in ("pose3d", "pose2d", "subject", "action", "activity", "camera",
-                             "frame")}  # fmt: skip
+                             "frame", "cam")}  # fmt: skip
     for name in progress(names) if progress else names:
         seq = read_sequence(root / name / "annot_data.mat", annotation)
         scene, w, h = SEQUENCES[name]
@@ -135,6 +160,7 @@ def convert_mpi_inf_3dhp(
         parts["activity"].append(seq["activity"][frames].astype(np.int8))
         parts["camera"].append(np.zeros(len(frames), np.int8))
         parts["frame"].append(frames.astype(np.int32))
+        parts["cam"].append(np.tile(intrinsics(name), (len(frames), 1)))
     out = {k: np.concatenate(v) for k, v in parts.items()}
     for key in ("pose3d", "pose2d"):
         out[key] = out[key].astype(np.float32)
@@ -205,7 +231,8 @@ def convert_spin(root: str | Path, split: str = "test", progress=None,
         ) from None
     out = {"pose3d": s[:, idx, :3].astype(np.float32), "pose2d": pose2d.astype(np.float32),
            "subject": seqs, "action": np.array([SEQUENCES[q][0] for q in seqs]),
-           "camera": np.zeros(n, np.int8), "frame": np.array(frame, np.int32)}  # fmt: skip
+           "camera": np.zeros(n, np.int8), "frame": np.array(frame, np.int32),
+           "cam": np.stack([intrinsics(q) for q in seqs])}  # fmt: skip
     out = {k: v[seen] for k, v in out.items()}
     if not len(out["pose3d"]):
         raise DataError(f"{path}: no frame with every joint present")
