@@ -60,7 +60,7 @@ def test_the_converter_gives_back_every_valid_frame_in_its_camera(tmp_path):
             x3 = expected_16(x_cam[valid])
             px = x3 @ t["k"].T
             want3.append(x3)
-            want2.append(px[..., :2] / px[..., 2:] / 1080 * 2 - [1, 1920 / 1080])
+            want2.append(px[..., :2] / px[..., 2:] / 1920 * 2 - 1)  # the authors' square frame
             frames.extend(np.flatnonzero(valid))
     np.testing.assert_allclose(got["pose3d"], np.concatenate(want3), atol=1e-6)
     np.testing.assert_allclose(got["pose2d"], np.concatenate(want2), atol=1e-6)

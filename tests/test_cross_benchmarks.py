@@ -16,13 +16,16 @@ from helpers import cli
 from poseaug_pl.data.humaneva import EXTRINSICS, rotation_matrix
 from poseaug_pl.evaluation import metrics as ev_metrics
 from poseaug_pl.evaluation.metrics import PCK_JOINTS_14, cell_rows, cell_summary
+from poseaug_pl.geometry.camera import project_to_2d
 
 h5py = pytest.importorskip("h5py")
 
 #: MPI-INF-3DHP's pixel intrinsics (fx, fy, cx, cy) as published fitted to its data (SRNet's
 #: loader), independently of the converter's, from the calibration files; and image sizes.
-INTRINSICS_3DHP = {"studio": ((1500.0686, 1500.6591, 1017.3795, 1043.0628), (2048, 2048)),
-                   "outdoor": ((1683.4826, 1671.9272, 939.9278, 560.2072), (1920, 1080))}  # fmt: skip
+INTRINSICS_3DHP = {
+    "studio": ((1500.0686, 1500.6591, 1017.3795, 1043.0628), (2048, 2048)),
+    "outdoor": ((1683.4826, 1671.9272, 939.9278, 560.2072), (1920, 1080)),
+}
 #: 3DPW's intrinsics (portrait 1080 x 1920 frames).
 K_3DPW = np.array([[1961.0, 0, 540.0], [0, 1969.0, 960.0], [0, 0, 1]])
 #: Pinhole intrinsics for HumanEva-I's 640 x 480 colour cameras (the 2D is only carried along).
@@ -162,8 +165,7 @@ def test_each_benchmark_converts_back_and_evaluates_with_its_own_table(tmp_path,
     x = got["pose3d"][:12]
     pinhole = np.stack([fx * x[..., 0] / x[..., 2] + cx, fy * x[..., 1] / x[..., 2] + cy], -1)
     np.testing.assert_allclose(px, pinhole, atol=1e-3)
-    from poseaug_pl.geometry.camera import project_to_2d  # the calibration files' cameras agree
-
+    # the calibration files' cameras agree with a published fit:
     ours = project_to_2d(torch.as_tensor(got["pose3d"]), torch.as_tensor(got["cam"])).numpy()
     sizes = np.where(got["action"] == "outdoor", 1920, 2048)[:, None, None]  # (with a fitted one)
     assert np.abs(ours - got["pose2d"]).max() * sizes.max() / 2 < 1.0  # pixels
@@ -171,8 +173,10 @@ def test_each_benchmark_converts_back_and_evaluates_with_its_own_table(tmp_path,
     want_3dpw = write_3dpw(tmp_path / "sequenceFiles", poses)
     path_3dpw, got = convert(tmp_path, "3dpw", tmp_path / "sequenceFiles")
     np.testing.assert_allclose(got["pose3d"], midpoint_spine(want_3dpw), atol=1e-6)
-    np.testing.assert_allclose(got["pose2d"] * 540 + [540, 960], project(got["pose3d"], K_3DPW),
-                               atol=1e-3)  # fmt: skip
+    px = (got["pose2d"] + 1) * 960  # (normalised by the longer side, 1920, as the authors did)
+    np.testing.assert_allclose(px, project(got["pose3d"], K_3DPW), atol=1e-3)
+    ours = project_to_2d(torch.as_tensor(got["pose3d"]), torch.as_tensor(got["cam"])).numpy()
+    np.testing.assert_allclose(ours, got["pose2d"], atol=1e-5)
 
     chunks = write_humaneva(tmp_path / "humaneva", poses)
     path_he, got = convert(tmp_path, "humaneva", tmp_path / "humaneva", "split=validate")

@@ -8,8 +8,11 @@ unpickler (`poseaug_pl.data.safe_pickle`, latin-1 strings), never with plain ``p
 Per sequence and actor, the frames whose camera pose is valid (``campose_valid``) become rows:
 ``jointPositions`` (24 SMPL joints, world frame, metres) moved into the frame's camera with
 ``cam_poses`` (world to camera, 4 x 4), mapped to PoseAug's 16 joints (`SMPL_TO_16`) and
-projected with ``cam_intrinsics`` into the portrait 1080 x 1920 image, normalised as
-``x / w * 2 - 1``, ``y / w * 2 - h / w`` (ground-truth 2D, as the other cross sets).
+projected with ``cam_intrinsics`` into the portrait 1080 x 1920 image (ground-truth 2D, as the
+other cross sets) and normalised by the frame's longer side, as the PoseAug authors normalised
+3DPW (their issue #23: the frame padded to a 1920 x 1920 square, so that every coordinate lies
+within +-1 as in Human3.6M): ``x / 1920 * 2 - 1``, ``y / 1920 * 2 - 1``. Each row's ``cam`` holds
+its sequence's intrinsics in the same units.
 
 How SMPL's joints differ from Human3.6M's: SMPL's hips are the femur heads and its pelvis sits
 above their midpoint; it has no head top (the head joint is the skull's centre) and no joint
@@ -29,8 +32,9 @@ from poseaug_pl.data.poseset import DataError
 #: 1, knee 4, ankle 7, spine (None: the pelvis-neck midpoint), thorax = neck 12, head 15 (the
 #: skull's centre), left shoulder 16, elbow 18, wrist 20, right shoulder 17, elbow 19, wrist 21.
 SMPL_TO_16 = (0, 2, 5, 8, 1, 4, 7, None, 12, 15, 16, 18, 20, 17, 19, 21)
-#: 3DPW's portrait video frames (pixels).
+#: 3DPW's portrait video frames (pixels), and the side its 2D is normalised by: the longer one.
 WIDTH, HEIGHT = 1080, 1920
+SIDE = max(WIDTH, HEIGHT)
 SPLITS = ("train", "validation", "test")
 
 
@@ -38,6 +42,13 @@ def to_16(x: np.ndarray) -> np.ndarray:
     """(T, 24, C) SMPL joints -> (T, 16, C) PoseAug joints (`SMPL_TO_16`)."""
     return np.stack([x[:, j] if j is not None else (x[:, 0] + x[:, 12]) / 2
                      for j in SMPL_TO_16], axis=1)  # fmt: skip
+
+
+def intrinsics(k: np.ndarray) -> np.ndarray:
+    """A 3 x 3 pixel ``cam_intrinsics`` as 9 normalised intrinsics (`geometry.camera`), in the
+    units of the converted 2D (the longer side `SIDE`)."""
+    f, c = np.array([k[0, 0], k[1, 1]]), np.array([k[0, 2], k[1, 2]])
+    return np.concatenate([f / SIDE * 2, c / SIDE * 2 - 1.0, np.zeros(5)]).astype(np.float32)
 
 
 def read_sequence(path: Path) -> dict:
@@ -61,9 +72,9 @@ def convert_3dpw(
     root: str | Path, split: str = "test", progress=None, dropped: dict | None = None
 ) -> dict:
     """PoseAug-layout arrays of one split: ``pose3d`` (N, 16, 3) camera frame, metres,
-    ``pose2d`` (N, 16, 2) normalised, and per row ``subject`` (the sequence), ``actor`` (0 or
-    1), ``camera`` (0) and ``frame`` (the image's index). ``dropped``, if given, receives the
-    count of actor-frames left out per reason.
+    ``pose2d`` (N, 16, 2) normalised by the longer side, and per row ``subject`` (the sequence),
+    ``actor`` (0 or 1), ``camera`` (0), ``frame`` (the image's index) and ``cam``. ``dropped``,
+    if given, receives the count of actor-frames left out per reason.
 
     Raises:
         DataError: an unknown split, a missing folder, an unreadable, foreign or code-carrying
@@ -75,7 +86,7 @@ def convert_3dpw(
     files = sorted(folder.glob("*.pkl"))
     if not files:
         raise DataError(f"{folder}: no sequence files (*.pkl); root is the sequenceFiles folder")
-    parts = {k: [] for k in ("pose3d", "pose2d", "subject", "actor", "camera", "frame")}
+    parts = {k: [] for k in ("pose3d", "pose2d", "subject", "actor", "camera", "frame", "cam")}
     for path in progress(files) if progress else files:
         seq = read_sequence(path)
         poses = np.asarray(seq["cam_poses"], np.float64)  # (T, 4, 4) world -> camera
@@ -94,7 +105,7 @@ def convert_3dpw(
             cam = np.einsum("tij,tnj->tni", rot, joints[frames]) + t[:, None]
             x3 = to_16(cam)
             px = np.einsum("ij,tnj->tni", k, x3)
-            x2 = px[..., :2] / px[..., 2:] / WIDTH * 2 - [1.0, HEIGHT / WIDTH]
+            x2 = px[..., :2] / px[..., 2:] / SIDE * 2 - 1.0
             name = str(seq.get("sequence", path.stem))
             parts["pose3d"].append(x3)
             parts["pose2d"].append(x2)
@@ -102,6 +113,7 @@ def convert_3dpw(
             parts["actor"].append(np.full(len(frames), actor, np.int8))
             parts["camera"].append(np.zeros(len(frames), np.int8))
             parts["frame"].append(frames.astype(np.int32))
+            parts["cam"].append(np.tile(intrinsics(k), (len(frames), 1)))
     out = {k: np.concatenate(v) for k, v in parts.items()}
     if not len(out["pose3d"]):
         raise DataError(f"{folder}: no frame with a valid camera pose")
