@@ -147,3 +147,15 @@ def test_the_spin_route_refuses_foreign_files_in_one_line(tmp_path):
             f"output={tmp_path}/x.npz", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
     assert_cli_refused(r, tmp_path / "mpi_inf_3dhp_valid.npz", marker)
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_without_h5py_the_error_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    from poseaug_pl.data import DataError
+    from poseaug_pl.data.mpi_inf_3dhp import convert_mpi_inf_3dhp
+
+    write_fixture(tmp_path)
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if not installed
+    with pytest.raises(DataError, match=r"needs h5py: pip install 'poseaug-pl\[datasets\]'"):
+        convert_mpi_inf_3dhp(tmp_path)
