@@ -204,8 +204,8 @@ def test_each_benchmark_converts_back_and_evaluates_with_its_own_table(tmp_path,
     }  # 3 cameras x chunk frames
     from poseaug_pl.evaluation.protocols import protocol_table_data  # (W&B tables)
 
-    assert [r[0] for r in protocol_table_data(m["mpi_inf_3dhp"])[1]] == ["GS", "noGS", "outdoor"]
-    assert len(protocol_table_data(m["humaneva"])[1]) == 3  # (action, subject) cells
+    assert [r[0] for r in protocol_table_data(m["mpi_inf_3dhp"])[2]] == ["GS", "noGS", "outdoor"]
+    assert len(protocol_table_data(m["humaneva"])[2]) == 3  # (action, subject) cells
     for title in ("PCK (14 joints)", "outdoor", "3DPW", "P2 (PA-MPJPE) S2", "Walking"):
         assert title in r.stdout, r.stdout
 
@@ -216,7 +216,9 @@ def test_3dhp_pck_and_auc_leave_out_the_pelvis_and_spine_and_count_below_150mm()
     pred[:, 7, 0] = 0.5  # the spine far off: not one of the 14 joints
     pred[0, 9, 0] = 0.149  # the head (3DHP's head top) just within 150 mm in frame 0 ...
     pred[1, 9, 0] = 0.151  # ... just beyond in frame 1
-    s = cell_summary(cell_rows(pred, target).double().sum(0))
+    err, pa = ev_metrics.joint_errors(pred, target), ev_metrics.pa_mpjpe(pred, target)
+    thresholds = torch.tensor(ev_metrics.AUC_THRESHOLDS)
+    s = cell_summary(cell_rows(err, pa, thresholds).double().sum(0))
     assert len(PCK_JOINTS_14) == 14 and 0 not in PCK_JOINTS_14 and 7 not in PCK_JOINTS_14
     assert s["pck_14"] == pytest.approx(100 * 27 / 28)  # one (joint, frame) of 28 misses
     assert s["frames"] == 2

@@ -40,6 +40,7 @@ def convert(cfg: DictConfig) -> Path:
     """Convert ``cfg.dataset`` from ``cfg.root`` into the cross-set npz ``cfg.output`` (written
     atomically); print how many frames each sequence gave and how many were left out, and why."""
     import importlib
+    import inspect
 
     import numpy as np
     from tqdm.auto import tqdm
@@ -58,8 +59,10 @@ def convert(cfg: DictConfig) -> Path:
     if extra and cfg.dataset != "mpi_inf_3dhp":
         raise DataError(f"annotation= is a setting of mpi_inf_3dhp, not of {cfg.dataset}")
     bar = lambda it: tqdm(it, desc=f"{cfg.dataset} sequences")  # noqa: E731
-    dropped: dict = {}
-    arrays = converter(cfg.root, cfg.split or split, progress=bar, dropped=dropped, **extra)
+    dropped: dict = {}  # (filled by the converters that leave frames out)
+    if "dropped" in inspect.signature(converter).parameters:
+        extra["dropped"] = dropped
+    arrays = converter(cfg.root, cfg.split or split, progress=bar, **extra)
     part = next(k for k in ("chunk", "action", "actor") if k in arrays)
     keys = np.char.add(np.char.add(arrays["subject"].astype(str), " / "),
                        arrays[part].astype(str))  # fmt: skip

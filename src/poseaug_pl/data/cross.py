@@ -7,7 +7,8 @@ normalised screen coordinates (``u / w * 2 - 1``, ``v / w * 2 - h / w``). An opt
 HumanEva-I's subject and action) give the set per-action tables, as Human3.6M's, and an optional
 ``dataset`` (a string: ``mpi_inf_3dhp``, ``3dpw`` or ``humaneva``) names the benchmark whose
 tables ``evaluate`` prints (`evaluation.protocols`); a file without it is known by its set name
-(`protocol_of`).
+(`protocol_of`). Optional ``camera`` and ``frame`` (N,) integers go with the rows into
+``evaluate``'s saved predictions.
 """
 
 from __future__ import annotations
@@ -46,6 +47,16 @@ def _labels(path, data: dict, key: str, n: int) -> tuple[tuple[str, ...], torch.
     return tuple(str(a) for a in names[order]), torch.as_tensor(np.argsort(order)[index])
 
 
+def _ints(path, data: dict, key: str, n: int) -> torch.Tensor | None:
+    """An optional (N,) integer column (``camera``, ``frame``) as int64, or None."""
+    if key not in data:
+        return None
+    column = data[key]
+    if column.shape != (n,) or column.dtype.kind not in "iu":
+        raise DataError(f"{path}: '{key}' must be (N,) integers, got {column.dtype} {column.shape}")
+    return torch.as_tensor(column.astype(np.int64))
+
+
 def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
     """Read one cross-dataset test set.
 
@@ -63,7 +74,10 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
             rows, a label column that is not (N,) strings, or an unknown ``dataset``.
     """
     path = Path(path).expanduser()
-    data = load_npz(path, ("pose3d", "pose2d"), optional=("cam", "subject", "action", "dataset"))
+    ids = ("camera", "frame")
+    data = load_npz(
+        path, ("pose3d", "pose2d"), optional=("cam", "subject", "action", "dataset", *ids)
+    )
     pose3d, pose2d = data["pose3d"], data["pose2d"]
     for key, arr in (("pose3d", pose3d), ("pose2d", pose2d)):
         if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
@@ -121,4 +135,5 @@ def load_cross_set(path: str | Path, name: str | None = None) -> PoseSet:
         subjects=subjects,
         actions=actions,
         protocol=protocol,
+        **{k: _ints(path, data, k, n) for k in ids},
     )

@@ -133,14 +133,14 @@ class PoseDataModule(L.LightningDataModule):
             tests[name] = self._cross.pop(name, None) or load_cross_set(path, name)
         if self.raised_camera is not None:
             for name in [n for n in tests if n not in RANDOM_VIEW_SETS]:
-                if bool((tests[name].pose3d[:, 0, 2].abs() < 1e-6).all()):
+                raised = raise_camera(tests[name], *self.raised_camera, seed=RAISED_SEED)
+                if raised is None:
                     log.warning(
                         "%s: root-centred 3D (the camera's position is unknown, as in "
                         "SPIN's 3DHP file) cannot be re-filmed: no raised copy",
                         name,
                     )
                     continue  # fmt: skip
-                raised = raise_camera(tests[name], *self.raised_camera, seed=RAISED_SEED)
                 if raised.name in tests:
                     raise DataError(f"test set name {raised.name!r} is taken: rename that set")
                 tests[raised.name] = raised

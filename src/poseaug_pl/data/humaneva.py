@@ -22,8 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from poseaug_pl.data.poseset import DataError, load_npz
+from poseaug_pl.geometry.rotation import quaternion_to_matrix
 
 #: HumanEva's 15 joints (VideoPose3D's order) for each of PoseAug's 16: pelvis, right hip, knee,
 #: ankle, left hip, knee, ankle, spine (None: the pelvis-thorax midpoint), thorax, head (top),
@@ -49,13 +51,8 @@ SPLITS = {"train": "Train/", "validate": "Validate/"}
 
 
 def rotation_matrix(q) -> np.ndarray:
-    """(3, 3) rotation of a unit quaternion ``(w, x, y, z)`` (float64)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
+    """(3, 3) float64 rotation of a quaternion ``(w, x, y, z)`` (`quaternion_to_matrix`)."""
+    return quaternion_to_matrix(torch.as_tensor(q, dtype=torch.float64)).numpy()
 
 
 def world_to_camera(x: np.ndarray, subject: str, camera: int) -> np.ndarray:
@@ -95,19 +92,16 @@ def _sequences(root: Path, split: str):
             yield subject, action, np.asarray(x3), [np.asarray(v) for v in views]
 
 
-def convert_humaneva(
-    root: str | Path, split: str = "train", progress=None, dropped: dict | None = None
-) -> dict:
+def convert_humaneva(root: str | Path, split: str = "train", progress=None) -> dict:
     """PoseAug-layout arrays of one split: ``pose3d`` (N, 16, 3) camera frame, metres;
     ``pose2d`` (N, 16, 2) normalised; ``subject``, ``action`` (``Walking``, ...), ``chunk``
     (``Walking 1 chunk0``), ``camera`` (0-2) and ``frame`` per row; chunks in the files' order,
-    each as its three cameras' views.
+    each as its three cameras' views. Every frame is kept (VideoPose3D's preparation already
+    split the mocap's broken stretches out of the chunks).
 
     Args:
         root: the folder of VideoPose3D's HumanEva-I files; split: ``train`` or ``validate``.
         progress: optional callable wrapping the iterable of sequences (a progress bar).
-        dropped: unused: every frame of VideoPose3D's chunks is kept (its preparation already
-            split the mocap's broken stretches out of the chunks).
 
     Raises:
         DataError: a missing or unreadable file, an unknown subject, a chunk without its three

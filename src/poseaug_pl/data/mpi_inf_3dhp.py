@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from poseaug_pl.data.poseset import DataError
+from poseaug_pl.geometry.camera import intrinsics_9
 
 #: The 17 test joints (head top, neck, right shoulder, elbow, wrist, left shoulder, elbow,
 #: wrist, right hip, knee, ankle, left hip, knee, ankle, pelvis, spine, head) for each of
@@ -72,7 +73,7 @@ def intrinsics(sequence: str) -> np.ndarray:
     fx = cal["focal"] * px_per_mm
     f = np.array([fx, fx * cal["aspect"]])
     c = np.array([w / 2, h / 2]) + np.array(cal["offset"]) * px_per_mm
-    return np.concatenate([f / w * 2, c / w * 2 - [1.0, h / w], np.zeros(5)]).astype(np.float32)
+    return intrinsics_9(f, c, w, h)
 
 
 #: Valid frames per sequence (the test set's README weights its scenes by them; 2,929 in all).

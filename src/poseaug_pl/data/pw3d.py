@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from poseaug_pl.data.poseset import DataError
+from poseaug_pl.geometry.camera import intrinsics_9
 
 #: SMPL's 24 joints for each of PoseAug's 16: pelvis 0, right hip 2, knee 5, ankle 8, left hip
 #: 1, knee 4, ankle 7, spine (None: the pelvis-neck midpoint), thorax = neck 12, head 15 (the
@@ -47,8 +48,7 @@ def to_16(x: np.ndarray) -> np.ndarray:
 def intrinsics(k: np.ndarray) -> np.ndarray:
     """A 3 x 3 pixel ``cam_intrinsics`` as 9 normalised intrinsics (`geometry.camera`), in the
     units of the converted 2D (the longer side `SIDE`)."""
-    f, c = np.array([k[0, 0], k[1, 1]]), np.array([k[0, 2], k[1, 2]])
-    return np.concatenate([f / SIDE * 2, c / SIDE * 2 - 1.0, np.zeros(5)]).astype(np.float32)
+    return intrinsics_9([k[0, 0], k[1, 1]], [k[0, 2], k[1, 2]], SIDE, SIDE)
 
 
 def read_sequence(path: Path) -> dict:

@@ -22,7 +22,7 @@ from poseaug_pl.geometry.camera import elevation_range, fit_pinhole, project_to_
 RAISED_SUFFIX = "_raised"
 
 
-def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) -> PoseSet:
+def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) -> PoseSet | None:
     """Re-film every pose of ``data`` from its camera raised by U(low, high) degrees.
 
     Each row's camera circles its root joint about the camera's x axis (`raise_randomly`), then
@@ -37,13 +37,17 @@ def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) 
         seed: seed of the per-row angles; equal seeds give identical sets.
 
     Returns:
-        A `PoseSet` named ``<name>_raised`` with the same rows, ids and calibration.
+        A `PoseSet` named ``<name>_raised`` with the same rows, ids and calibration; None for a
+        set whose 3D is root-centred (SPIN's 3DHP file, say): without the camera's position
+        there is nothing to circle.
 
     Raises:
         ValueError: a reversed range, or one outside [-80, 80] degrees.
         DataError: a joint of a re-filmed pose would lie behind the camera.
     """
     low_deg, high_deg = elevation_range((low_deg, high_deg), "raised camera range")
+    if bool((data.pose3d[:, 0, 2].abs() < 1e-6).all()):
+        return None
     gen = torch.Generator().manual_seed(int(seed))
     pose3d = raise_randomly(data.pose3d, low_deg, high_deg, gen)
     if (pose3d[..., 2] <= 0.1).any():

@@ -122,11 +122,13 @@ class PoseMetrics(Metric):
         )  # noqa: E501
         self.register_buffer("thresholds", torch.tensor(AUC_THRESHOLDS), persistent=False)
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch of (B, 16, 3) predictions and targets (root-relative, metres)."""
-        err = joint_errors(pred, target)
+    def update(self, pred: torch.Tensor, target: torch.Tensor, err=None, pa=None) -> None:
+        """Add a batch of (B, 16, 3) predictions and targets (root-relative, metres); ``err``
+        (`joint_errors`) and ``pa`` (`pa_mpjpe`) when the caller has them already."""
+        err = joint_errors(pred, target) if err is None else err
+        pa = pa_mpjpe(pred, target) if pa is None else pa
         self.mpjpe += err.mean(-1).sum().double()
-        self.pa_mpjpe += pa_mpjpe(pred, target).sum().double()
+        self.pa_mpjpe += pa.sum().double()
         self.n_mpjpe += n_mpjpe(pred, target).sum().double()
         self.per_joint += err.sum(0).double()
         self.per_bone_angle += bone_angle_errors(pred, target).sum(0).double()
@@ -167,13 +169,12 @@ PCK_JOINTS_14 = (1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15)
 CELL_COLUMNS = 3 + len(AUC_THRESHOLDS)
 
 
-def cell_rows(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per frame, the sums `TestSetMetrics` keeps per (subject, action) cell, (B, 3 + 31)."""
-    err = joint_errors(pred, target)
-    th = torch.tensor(AUC_THRESHOLDS, device=err.device, dtype=err.dtype)
-    below = (err[:, PCK_JOINTS_14, None] < th).sum(1).to(err.dtype)
-    return torch.cat([err.mean(-1, keepdim=True), pa_mpjpe(pred, target).unsqueeze(1),
-                      torch.ones_like(err[:, :1]), below], 1)  # fmt: skip
+def cell_rows(err: torch.Tensor, pa: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Per frame, the sums `TestSetMetrics` keeps per (subject, action) cell, (B, 3 + 31), from
+    the frames' `joint_errors` (B, 16), `pa_mpjpe` (B,) and `AUC_THRESHOLDS` as a tensor."""
+    below = (err[:, PCK_JOINTS_14, None] < thresholds.to(err.dtype)).sum(1).to(err.dtype)
+    return torch.cat([err.mean(-1, keepdim=True), pa.unsqueeze(1), torch.ones_like(err[:, :1]),
+                      below], 1)  # fmt: skip
 
 
 def cell_summary(sums) -> dict:
@@ -213,15 +214,18 @@ class TestSetMetrics(nn.Module):
             self.strides[n] = (len(actions) if len(subjects) > 1 else 0, int(len(actions) > 1))
             cells = torch.zeros(len(subjects) * len(actions), CELL_COLUMNS, dtype=torch.float64)
             self.register_buffer(f"cells_{n}", cells, persistent=False)
+        self.register_buffer("thresholds", torch.tensor(AUC_THRESHOLDS), persistent=False)
         self.metrics = nn.ModuleDict({n: PoseMetrics() for n in self.names})
         self.predictions: dict[str, list] = {n: [] for n in self.names}
 
     def update(self, name: str, pred: torch.Tensor, target: torch.Tensor, batch: dict) -> None:
         """Add a batch of root-relative predictions of set ``name``."""
-        self.metrics[name].update(pred, target)
+        err, pa = joint_errors(pred, target), pa_mpjpe(pred, target)  # (once for both)
+        self.metrics[name].update(pred, target, err, pa)
         by_subject, by_action = self.strides[name]
         cell = batch["subject"] * by_subject + batch["action"] * by_action
-        getattr(self, f"cells_{name}").index_add_(0, cell, cell_rows(pred, target).double())
+        rows = cell_rows(err, pa, self.thresholds).double()
+        getattr(self, f"cells_{name}").index_add_(0, cell, rows)
         if self.save:
             self.predictions[name].append((torch.stack([pred, target]).cpu(), batch["index"].cpu()))
 

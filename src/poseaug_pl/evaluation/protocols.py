@@ -84,15 +84,17 @@ def protocol_table(name: str, m: dict) -> str | None:
     return None
 
 
-def protocol_table_data(m: dict) -> tuple[list[str], list[list]] | None:
-    """Columns and rows of a set's benchmark table (a W&B table): 3DHP's scenes, HumanEva-I's
-    actions by subject; None for a set without one."""
+def protocol_table_data(m: dict) -> tuple[str, list[str], list[list]] | None:
+    """Key, columns and rows of a set's benchmark table (a W&B table): ``per_scene`` (3DHP's
+    scenes) or ``per_action_subject`` (HumanEva-I's actions by subject); None for a set
+    without one."""
     if "per_scene" in m:
         columns = ["scene", "pck_14", "auc_14", "mpjpe", "pa_mpjpe", "frames"]
-        return columns, [[s, *(v[c] for c in columns[1:])] for s, v in m["per_scene"].items()]
+        rows = [[s, *(v[c] for c in columns[1:])] for s, v in m["per_scene"].items()]
+        return "per_scene", columns, rows
     if "per_action_subject" in m:
         columns = ["action", "subject", "mpjpe", "pa_mpjpe", "frames"]
         rows = [[a, s, v["mpjpe"], v["pa_mpjpe"], v["frames"]]
                 for a, per in m["per_action_subject"].items() for s, v in per.items()]  # fmt: skip
-        return columns, rows
+        return "per_action_subject", columns, rows
     return None

@@ -73,8 +73,8 @@ def metrics_table(metrics: dict) -> str:
     rows = [{"set": s, "MPJPE": f"{m['mpjpe']:.1f}", "PA-MPJPE": f"{m['pa_mpjpe']:.1f}",
              "N-MPJPE": f"{m['n_mpjpe']:.1f}", "PCK": f"{m['pck']:.1f}", "AUC": f"{m['auc']:.1f}",
              "frames": m["frames"]} for s, m in metrics.items()]  # fmt: skip
-    tables = [protocol_table(s, m) or action_table(s, m["per_action"]) if "per_action" in m
-              else protocol_table(s, m) for s, m in metrics.items()]  # fmt: skip
+    tables = [protocol_table(s, m) or ("per_action" in m and action_table(s, m["per_action"]))
+              for s, m in metrics.items()]  # fmt: skip
     tables = [t for t in tables if t]
     return "\n\n".join([format_table(rows) + "\n(mm; PCK@150mm and AUC in %)", *tables])
 

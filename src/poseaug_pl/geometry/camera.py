@@ -199,6 +199,16 @@ def image_coordinates(x: torch.Tensor, w, h) -> torch.Tensor:
     return (x + offset) * w.unsqueeze(-1) / 2
 
 
+def intrinsics_9(f, c, w, h, k=(0.0, 0.0, 0.0), p=(0.0, 0.0)) -> np.ndarray:
+    """The 9 normalised intrinsics ``(fx, fy, cx, cy, k1, k2, k3, t1, t2)`` (float32) of a camera
+    with focal length ``f`` and principal point ``c`` (pixels) in a ``w`` x ``h`` image, radial
+    ``k`` and tangential ``p`` distortion (Human3.6M's order); as `normalize_screen_coordinates`
+    maps pixels."""
+    f = np.asarray(f, np.float64) / w * 2
+    c = np.asarray(c, np.float64) / w * 2 - np.array([1.0, h / w])
+    return np.concatenate([f, c, k, np.asarray(p)[::-1]]).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Camera:
     """One calibrated camera. Extrinsics in metres; intrinsics in pixels as calibrated."""
@@ -219,11 +229,9 @@ class Camera:
         With ``normalised`` (default) f and c are in normalised screen units, so
         `project_to_2d` returns normalised coordinates; otherwise in pixels.
         """
-        f, c = self.f, self.c
         if normalised:
-            f = f / self.res_w * 2
-            c = c / self.res_w * 2 - np.array([1.0, self.res_h / self.res_w])
-        return np.concatenate([f, c, self.k, self.p[::-1]]).astype(np.float32)
+            return intrinsics_9(self.f, self.c, self.res_w, self.res_h, self.k, self.p)
+        return np.concatenate([self.f, self.c, self.k, self.p[::-1]]).astype(np.float32)
 
 
 @lru_cache(maxsize=1)

@@ -228,8 +228,7 @@ def report_evaluation(results: dict, figure_dir: str | Path, loggers=(), step: i
             for n, r in results.items():  # the benchmarks' tables (3DHP scenes, HumanEva-I)
                 data = protocol_table_data(r)
                 if data is not None:
-                    key = "per_scene" if "per_scene" in r else "per_action_subject"
-                    per_action[f"test/{n}/{key}"] = wandb.Table(*data)
+                    per_action[f"test/{n}/{data[0]}"] = wandb.Table(*data[1:])
             lg.experiment.log(
                 {
                     "test/per_joint_error": wandb.Image(str(path)),
