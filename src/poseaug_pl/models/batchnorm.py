@@ -19,3 +19,16 @@ def frozen_bn_statistics(module: nn.Module):
     finally:
         for m, momentum in zip(norms, saved):
             m.momentum = momentum
+
+
+@contextmanager
+def as_in_training(module: nn.Module):
+    """Training mode (dropout on, BatchNorm batch statistics) with the running statistics left
+    unchanged (`frozen_bn_statistics`); the module's mode restored after."""
+    was_training = module.training
+    module.train()
+    try:
+        with frozen_bn_statistics(module):
+            yield module
+    finally:
+        module.train(was_training)

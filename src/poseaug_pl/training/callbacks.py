@@ -15,7 +15,7 @@ from poseaug_pl.evaluation import viz
 from poseaug_pl.evaluation.report import plausibility_table
 from poseaug_pl.geometry.plausibility import augmentation_statistics
 from poseaug_pl.models import augmentation_parameters
-from poseaug_pl.models.batchnorm import frozen_bn_statistics
+from poseaug_pl.models.batchnorm import as_in_training
 from poseaug_pl.training.resume import logged_step
 from poseaug_pl.utils import write_text_atomic
 
@@ -32,13 +32,8 @@ def _augmenting(pl_module: L.LightningModule) -> bool:
 def augment_as_trained(augmentor: torch.nn.Module, pose3d: torch.Tensor, cam: torch.Tensor):
     """The augmentor's output as the estimator sees it during training: training mode (BatchNorm
     batch statistics), its running statistics left unchanged, its mode restored after."""
-    was_training = augmentor.training
-    augmentor.train()
-    try:
-        with frozen_bn_statistics(augmentor):
-            return augmentor(pose3d, cam)
-    finally:
-        augmentor.train(was_training)
+    with as_in_training(augmentor):
+        return augmentor(pose3d, cam)
 
 
 class AugmentationFigures(L.Callback):

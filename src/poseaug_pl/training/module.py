@@ -29,7 +29,7 @@ from poseaug_pl.data.views import RAISED_SUFFIX
 from poseaug_pl.evaluation.metrics import PoseMetrics, TestSetMetrics
 from poseaug_pl.geometry import skeleton as sk
 from poseaug_pl.models import registry
-from poseaug_pl.models.batchnorm import frozen_bn_statistics
+from poseaug_pl.models.batchnorm import as_in_training, frozen_bn_statistics
 from poseaug_pl.models.ckpt import load_module
 from poseaug_pl.training import losses
 from poseaug_pl.training.config import TrainingDiverged, check_warmup_steps
@@ -298,13 +298,10 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         logged = {"train/aug/adv3d": adv3d.detach(), "train/aug/adv2d": adv2d.detach(),
                   "train/aug/reg": reg.detach()}  # fmt: skip
         if self.hparams.feedback and not self.schedule.in_warmup():
-            was_training = self.estimator.training  # the released code: dropout on, BatchNorm
-            self.estimator.train()  # batch statistics, running statistics left alone
-            with frozen_bn_statistics(self.estimator):
+            with as_in_training(self.estimator):  # the released code's estimator here
                 feedback, ratio_ba, ratio_rt = self.feedback_loss(
                     self.estimator, x2, x3, out, self.hparams.hard_ratio,
                     self.schedule.hard_ratio(), w)  # fmt: skip
-            self.estimator.train(was_training)
             loss = loss + feedback
             logged |= {"train/aug/error_ratio_ba": ratio_ba, "train/aug/error_ratio_rt": ratio_rt}
         if w["view_diversity"] > 0:
