@@ -9,7 +9,7 @@ Examples::
     python -m poseaug_pl.prepare_data dataset=humaneva root=/data/humaneva \\
         output=humaneva_validate.npz split=validate        # then +data.cross_sets.<name>=...
     python -m poseaug_pl.prepare_data dataset=mpi_inf_3dhp root=/data/mpi_inf_3dhp_test_set \\
-        output=3dhp.npz                                    # also: 3dpw, mpi_inf_3dhp_spin
+        output=3dhp.npz                                    # also: 3dpw, mpi_inf_3dhp_spin, mupots3d
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ CONVERTERS = {
     "mpi_inf_3dhp": ("poseaug_pl.data.mpi_inf_3dhp", "convert_mpi_inf_3dhp", "test",
                      "mpi_inf_3dhp"),
     "mpi_inf_3dhp_spin": ("poseaug_pl.data.mpi_inf_3dhp", "convert_spin", "test", "mpi_inf_3dhp"),
+    "mupots3d": ("poseaug_pl.data.mupots3d", "convert_mupots3d", "test", "mupots3d"),
 }  # fmt: skip
 
 
@@ -56,8 +57,9 @@ def convert(cfg: DictConfig) -> Path:
     module, function, split, benchmark = CONVERTERS[cfg.dataset]
     converter = getattr(importlib.import_module(module), function)
     extra = {"annotation": cfg.annotation} if cfg.get("annotation") else {}
-    if extra and cfg.dataset != "mpi_inf_3dhp":
-        raise DataError(f"annotation= is a setting of mpi_inf_3dhp, not of {cfg.dataset}")
+    if extra and cfg.dataset not in ("mpi_inf_3dhp", "mupots3d"):
+        raise DataError(f"annotation= is a setting of mpi_inf_3dhp and mupots3d, not of "
+                        f"{cfg.dataset}")  # fmt: skip
     bar = lambda it: tqdm(it, desc=f"{cfg.dataset} sequences")  # noqa: E731
     dropped: dict = {}  # (filled by the converters that leave frames out)
     if "dropped" in inspect.signature(converter).parameters:

@@ -5,7 +5,7 @@ normalised screen coordinates (``u / w * 2 - 1``, ``v / w * 2 - h / w``). An opt
 (N, 9) holds normalised intrinsics; sets without it are evaluation-only. Optional ``subject`` and
 ``action`` (N,) strings (``prepare_data``'s converters write them: 3DHP's sequence and scene,
 HumanEva-I's subject and action) give the set per-action tables, as Human3.6M's, and an optional
-``dataset`` (a string: ``mpi_inf_3dhp``, ``3dpw`` or ``humaneva``) names the benchmark whose
+``dataset`` (a string: ``mpi_inf_3dhp``, ``3dpw``, ``humaneva`` or ``mupots3d``) names the benchmark whose
 tables ``evaluate`` prints (`evaluation.protocols`); a file without it is known by its set name
 (`protocol_of`). Optional ``camera`` and ``frame`` (N,) integers go with the rows into
 ``evaluate``'s saved predictions.
@@ -23,9 +23,9 @@ from poseaug_pl.data.poseset import DataError, PoseSet, check_array, check_units
 from poseaug_pl.geometry import skeleton
 
 #: The benchmarks with their own tables, and the set names that stand for them.
-PROTOCOLS = ("mpi_inf_3dhp", "3dpw", "humaneva")
+PROTOCOLS = ("mpi_inf_3dhp", "3dpw", "humaneva", "mupots3d")
 ALIASES = {"mpiinf3dhp": "mpi_inf_3dhp", "3dhp": "mpi_inf_3dhp", "mpi3d": "mpi_inf_3dhp",
-           "3dpw": "3dpw", "pw3d": "3dpw", "humaneva": "humaneva"}  # fmt: skip
+           "3dpw": "3dpw", "pw3d": "3dpw", "humaneva": "humaneva", "mupots": "mupots3d"}  # fmt: skip
 
 
 def protocol_of(name: str) -> str | None:

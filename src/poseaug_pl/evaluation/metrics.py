@@ -18,7 +18,13 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from poseaug_pl.geometry.skeleton import NUM_BONES, NUM_JOINTS, bone_directions, bone_lengths
+from poseaug_pl.geometry.skeleton import (
+    NUM_BONES,
+    NUM_JOINTS,
+    bone_directions,
+    bone_lengths,
+    set_bone_lengths,
+)
 
 PCK_THRESHOLD = 0.150
 AUC_THRESHOLDS = tuple(round(i * 0.005, 3) for i in range(31))  # 0, 5, ..., 150 mm
@@ -38,6 +44,12 @@ def bone_angle_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def bone_length_ratios(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Predicted / true length of each bone. (..., 16, 3) x 2 -> (..., 15)."""
     return bone_lengths(pred) / bone_lengths(target).clamp_min(1e-6)
+
+
+def joint_errors_at_true_lengths(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-joint error after giving each predicted bone its true length, from the root out
+    (MuPoTS-3D's official 3DPCK does this, ``mpii_map_to_gt_bone_lengths``), (..., 16) ."""
+    return joint_errors(set_bone_lengths(pred, bone_lengths(target)), target)
 
 
 def mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -162,17 +174,21 @@ LOGGED = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck", "auc")
 #: order: every joint but the pelvis (the root, error 0 by construction) and the spine, i.e. the
 #: test joints head top, neck, shoulders, elbows, wrists, hips, knees and ankles (PoseAug's head
 #: is 3DHP's head top, its thorax 3DHP's neck). Whether the official script's groups cover 14 or
-#: all 17 joints is unconfirmed (docs/experiments/2026-12-05-cross-dataset-formats.md).
+#: all 17 joints is unconfirmed (docs/experiments/2026-12-05-cross-dataset-formats.md). MuPoTS-3D's
+#: official script scores exactly these 14 (its joints 1-14; docs/experiments/2026-12-07-mupots3d.md).
 PCK_JOINTS_14 = (1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15)
 #: The columns of a test set's per-cell sums: MPJPE and PA-MPJPE (metres), frames, then the
 #: (joint, frame) counts of `PCK_JOINTS_14` below each of `AUC_THRESHOLDS`.
 CELL_COLUMNS = 3 + len(AUC_THRESHOLDS)
 
 
-def cell_rows(err: torch.Tensor, pa: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+def cell_rows(err: torch.Tensor, pa: torch.Tensor, thresholds: torch.Tensor,
+              pck_err: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Per frame, the sums `TestSetMetrics` keeps per (subject, action) cell, (B, 3 + 31), from
-    the frames' `joint_errors` (B, 16), `pa_mpjpe` (B,) and `AUC_THRESHOLDS` as a tensor."""
-    below = (err[:, PCK_JOINTS_14, None] < thresholds.to(err.dtype)).sum(1).to(err.dtype)
+    the frames' `joint_errors` (B, 16), `pa_mpjpe` (B,) and `AUC_THRESHOLDS` as a tensor; the
+    PCK counts from ``pck_err`` (B, 16) where a benchmark defines them on other errors."""
+    pck_err = err if pck_err is None else pck_err
+    below = (pck_err[:, PCK_JOINTS_14, None] < thresholds.to(err.dtype)).sum(1).to(err.dtype)
     return torch.cat([err.mean(-1, keepdim=True), pa.unsqueeze(1), torch.ones_like(err[:, :1]),
                       below], 1)  # fmt: skip
 
@@ -224,7 +240,10 @@ class TestSetMetrics(nn.Module):
         self.metrics[name].update(pred, target, err, pa)
         by_subject, by_action = self.strides[name]
         cell = batch["subject"] * by_subject + batch["action"] * by_action
-        rows = cell_rows(err, pa, self.thresholds).double()
+        pck_err = None
+        if self.sets[name][2] == "mupots3d":  # (its official PCK: bones at their true lengths)
+            pck_err = joint_errors_at_true_lengths(pred, target)
+        rows = cell_rows(err, pa, self.thresholds, pck_err).double()
         getattr(self, f"cells_{name}").index_add_(0, cell, rows)
         if self.save:
             self.predictions[name].append((torch.stack([pred, target]).cpu(), batch["index"].cpu()))
@@ -252,6 +271,6 @@ class TestSetMetrics(nn.Module):
                 res |= protocol_metrics(protocol, cells, subjects, actions)
             results[name] = res
             logged |= {f"test/{name}/{k}": m[k].float() for k in LOGGED}
-            logged |= {f"test/{name}/{k}": torch.tensor(res[k]) for k in ("pck_14", "auc_14")
-                       if k in res}  # fmt: skip
+            logged |= {f"test/{name}/{k}": torch.tensor(res[k]) for k in ("pck_14", "auc_14",
+                       "pck_seq_mean", "auc_seq_mean") if k in res}  # fmt: skip
         return results, logged
