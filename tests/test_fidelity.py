@@ -387,6 +387,49 @@ def test_definition_jitter_is_off_by_default_and_bad_settings_are_refused(tmp_pa
             validate(tiny_cfg(tmp_path, override))
 
 
+@pytest.mark.parametrize("pairs", ["augmented", "all"])
+def test_refilm_films_the_same_pose_through_a_drawn_lens_from_a_drawn_distance(tmp_path, pairs):
+    model = _module(tmp_path, f"model.refilm.pairs={pairs}", "model.refilm.focal=[1.2,2.0]",
+                    "model.refilm.depth=[2.5,6.0]").train()  # fmt: skip
+    assert model.pairs.refilms("augmented") and model.pairs.refilms("real") == (pairs == "all")
+    batch = _batch_of(_upright_pose().expand(512, 16, 3).clone())
+    x2, x3, lens = model.pairs.refilm(batch["pose3d"], batch["cam"])
+    rel = batch["pose3d"] - batch["pose3d"][:, :1]
+    assert torch.allclose(x3 - x3[:, :1], rel, atol=1e-6)  # the pose itself stays
+    ray = torch.nn.functional.normalize(batch["pose3d"][:, 0], dim=-1)
+    assert torch.allclose(torch.nn.functional.normalize(x3[:, 0], dim=-1), ray, atol=1e-6)
+    depth, focal = x3[:, 0, 2], lens[:, 0]
+    assert 2.5 - 1e-5 <= depth.min() and depth.max() <= 6.0 + 1e-5 and depth.std() > 0.5
+    assert 1.2 - 1e-6 <= focal.min() and focal.max() <= 2.0 + 1e-6 and focal.std() > 0.1
+    assert torch.equal(lens[:, 2:4], batch["cam"][:, 2:4]) and not lens[:, 4:].any()  # pinhole
+    pinhole = x3[..., :2] / x3[..., 2:] * lens[:, None, :2] + lens[:, None, 2:4]
+    assert torch.allclose(x2, pinhole, atol=1e-5)
+
+
+def test_refilm_is_off_by_default_reaches_only_its_pairs_and_refuses_bad_ranges(tmp_path,
+                                                                                 monkeypatch):
+    model = _module(tmp_path).train()
+    assert not model.pairs.refilms("augmented") and not model.pairs.refilms("real")
+    seen = []
+    augmented = PoseAugModule._augmented_pairs
+
+    def spy_augmented(self, out, cam):
+        x2, x3, inside = augmented(self, out, cam)
+        seen.append(not torch.equal(x3, out["rt"]))
+        return x2, x3, inside
+
+    monkeypatch.setattr(PoseAugModule, "_augmented_pairs", spy_augmented)
+    run_with_spy(tmp_path / "on", "model.warmup_epochs=0", "model.refilm.pairs=augmented")
+    assert seen and all(seen)
+    for override, message in (
+        ("model.refilm.pairs=real", "'none', 'augmented' or 'all'"),
+        ("model.refilm.focal=[2,1]", "[low, high] numbers with low <= high"),
+        ("model.refilm.depth=[0,5]", "and low > 0"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            validate(tiny_cfg(tmp_path, override))
+
+
 # --- real-data finish --------------------------------------------------------------------------
 
 

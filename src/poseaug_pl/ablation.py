@@ -21,8 +21,10 @@ from poseaug_pl.utils import write_text_atomic
 
 #: Runs of the ablation, in table order.
 RUNS = ("baseline", "control", "variant_a", "poseaug")
-#: Metrics kept in the summary.
+#: Metrics kept in the summary; and those kept where a set's benchmark reports them (MuPoTS-3D's
+#: official 3DPCK and AUC, `evaluation.protocols`).
 METRICS = ("mpjpe", "pa_mpjpe", "pck", "auc")
+BENCHMARK_METRICS = ("pck_14", "auc_14", "pck_seq_mean", "auc_seq_mean")
 
 
 def collect(out_dir: str | Path) -> dict[str, list[dict]]:
@@ -45,9 +47,11 @@ def summarise(found: dict[str, list[dict]]) -> tuple[dict, dict]:
     std: dict = {}
     for run, seeds in found.items():
         sets = [s for s in seeds[0] if all(s in m for m in seeds)]
-        mean[run] = {s: {k: statistics.fmean(m[s][k] for m in seeds) for k in METRICS}
+        keys = {s: [*METRICS, *(k for k in BENCHMARK_METRICS if all(k in m[s] for m in seeds))]
+                for s in sets}  # fmt: skip
+        mean[run] = {s: {k: statistics.fmean(m[s][k] for m in seeds) for k in keys[s]}
                      for s in sets}  # fmt: skip
-        std[run] = {s: {k: statistics.pstdev([m[s][k] for m in seeds]) for k in METRICS}
+        std[run] = {s: {k: statistics.pstdev([m[s][k] for m in seeds]) for k in keys[s]}
                     for s in sets}  # fmt: skip
     return mean, std
 
@@ -88,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(ablation_rows(mean, std, counts, RUNS)))
     print("PA-MPJPE (mm):")
     print(format_table(ablation_rows(mean, std, counts, RUNS, "pa_mpjpe")))
+    if any("pck_seq_mean" in m for per in mean.values() for m in per.values()):
+        print("MuPoTS-3D 3DPCK (%, official: bones at true lengths, mean of sequences):")
+        print(format_table(ablation_rows(mean, std, counts, RUNS, "pck_seq_mean")))
     print(f"written: {out / 'summary.json'}, {out / 'summary_std.json'}")
 
 

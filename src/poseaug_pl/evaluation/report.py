@@ -216,6 +216,8 @@ def ablation_rows(mean: dict, std: dict, counts: dict[str, int], runs, metric: s
     for run in [r for r in runs if r in mean]:
         row = {"run": run, "seeds": counts[run]}
         for s, m in mean[run].items():
+            if metric not in m:  # (a benchmark's own metric: only its sets have it)
+                continue
             cell = f"{m[metric]:.1f} +- {std[run][s][metric]:.1f}"
             if run != "control" and s in ctrl:
                 cell += f" ({m[metric] / ctrl[s][metric]:.3f}x)"

@@ -183,6 +183,12 @@ CHECKS.update(
         "model.definition_jitter.hip_forward": _range(),
         "model.definition_jitter.head": _range(positive=True),
         "model.definition_jitter.clavicle": _range(positive=True),
+        "model.refilm.pairs": (
+            (lambda v: v in ("none", "augmented", "all")),
+            "'none', 'augmented' or 'all'",
+        ),
+        "model.refilm.focal": _range(positive=True),
+        "model.refilm.depth": _range(positive=True),
         **{
             f"model.{role}.name": (
                 (lambda v, t=table: v in t),

@@ -72,7 +72,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         weights: loss weights ``{adv2d, adv3d, reg, feedback_ba, feedback_rt, feedback,
             view_diversity}`` (the last: `losses.view_diversity_loss`; 0 in the released code).
         d_every: discriminator step every that many batches; pool_size: fake pool capacity.
-        bone_swap, definition_jitter: the pair transforms (`PairTransforms`).
+        bone_swap, definition_jitter, refilm: the pair transforms (`PairTransforms`).
         grad_clip: gradient-norm clip per network (0 disables).
     """
 
@@ -98,6 +98,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         bone_swap: bool,
         definition_jitter: dict | None,
         grad_clip: float,
+        refilm: dict | None = None,
     ):
         super().__init__()
         estimator, augmentor, d3d, d2d = (  # (saved as plain names and arguments)
@@ -114,7 +115,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
             self, [f"{p}.{b}" for p in ("pool3d", "pool2d") for b in ("items", "count")]
         )
-        self.pairs = PairTransforms(bone_swap, definition_jitter)
+        self.pairs = PairTransforms(bone_swap, definition_jitter, refilm)
         self.schedule = SCHEDULES[schedule](self)
         #: the feedback loss of the recipe's form (`losses.FEEDBACK`)
         self.feedback_loss = losses.FEEDBACK[losses.LOSS_FORM[recipe]]
@@ -230,15 +231,21 @@ class PoseAugModule(HealthGuard, L.LightningModule):
     def real_pairs(self, batch: dict):
         """``(pose2d, root-relative pose3d)`` of real pairs as the estimator learns from them
         (with the joint-definition jitter when it covers real pairs, outside the finish)."""
-        x2, x3 = batch["pose2d"], batch["pose3d"]
-        if self.pairs.jitters("real") and not self.schedule.in_real_finish():
-            x2, x3 = self.pairs.redefine(x3, x2, batch.get("cam"))
+        x2, x3, cam = batch["pose2d"], batch["pose3d"], batch.get("cam")
+        if self.schedule.in_real_finish():
+            return x2, sk.root_relative(x3)
+        if self.pairs.refilms("real"):
+            x2, x3, cam = self.pairs.refilm(x3, cam)
+        if self.pairs.jitters("real"):
+            x2, x3 = self.pairs.redefine(x3, x2, cam)
         return x2, sk.root_relative(x3)
 
     def _augmented_pairs(self, out: dict, cam):
-        """``(x', X', inside)``: the augmented pairs (jittered when the jitter covers them) and
-        which are finite and inside the image (the rest never reach the estimator)."""
+        """``(x', X', inside)``: the augmented pairs (re-filmed and jittered when those cover
+        them) and which are finite and inside the image (the rest never reach the estimator)."""
         x2, x3 = out["rt_2d"], out["rt"]
+        if self.pairs.refilms("augmented"):
+            x2, x3, cam = self.pairs.refilm(x3, cam)
         inside = (x2.abs() <= 1).flatten(1).all(1) & x3.isfinite().flatten(1).all(1)
         self.log("train/aug/inside_frac", inside.float().mean())
         self._watch_augmentation(out, inside)
