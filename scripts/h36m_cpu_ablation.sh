@@ -3,13 +3,15 @@
 # near its plateau, a stand-alone augmentor pretraining, then three equal-budget continuations of
 # the baseline (the same number of estimator updates): control (real pairs only), Variant A
 # (augmentation without feedback) and PoseAug; every run tested at its last epoch on Human3.6M
-# S9/S11, synthetic_wild and the HumanEva-I development set, and on raised-camera copies of
-# S9/S11 and HumanEva-I (the same poses seen from 20-50 degrees higher). Prints the seed table
-# and writes OUT/summary.json (seed means) and OUT/summary_std.json.
+# S9/S11, synthetic_wild, the HumanEva-I and MuPoTS-3D development sets, and on raised-camera
+# copies of S9/S11, HumanEva-I and MuPoTS-3D (the same poses seen from 20-50 degrees higher).
+# Prints the seed table and writes OUT/summary.json (seed means) and OUT/summary_std.json.
 #
 #   bash scripts/h36m_cpu_ablation.sh H36M_ROOT [hydra overrides for every run...]
 #   env: SEEDS (3), FIRST_SEED (0: seeds FIRST_SEED .. FIRST_SEED+SEEDS-1), OUT (outputs/h36m_cpu_ablation), HUMANEVA (the HumanEva-I npz; default
-#        ../shared/data/humaneva/humaneva_train_16j.npz when present), PYTHON (.venv/bin/python),
+#        ../shared/data/humaneva/humaneva_train_16j.npz when present), MUPOTS (the MuPoTS-3D
+#        development set; default ../shared/data/mupots3d/mupots_dev_16j.npz when present),
+#        PYTHON (.venv/bin/python),
 #        RAISED (20,50: the raised-camera range in degrees; empty: no raised copies)
 # Finished runs (OUT/seed<k>/<run>/.done) are reused, so an interrupted ablation resumes.
 set -euo pipefail
@@ -19,13 +21,19 @@ OUT=${OUT:-outputs/h36m_cpu_ablation}
 SEEDS=${SEEDS:-3}
 FIRST_SEED=${FIRST_SEED:-0}
 HUMANEVA=${HUMANEVA:-../shared/data/humaneva/humaneva_train_16j.npz}
+MUPOTS=${MUPOTS:-../shared/data/mupots3d/mupots_dev_16j.npz}
 RAISED=${RAISED-20,50}
 EXTRA=("$@")
 CROSS=()
 if [[ -f "$HUMANEVA" ]]; then
-  CROSS=("+data.cross_sets.humaneva_dev=$(realpath "$HUMANEVA")")
+  CROSS+=("+data.cross_sets.humaneva_dev=$(realpath "$HUMANEVA")")
 else
   echo "warning: HumanEva-I development set not found at $HUMANEVA (set HUMANEVA=...)" >&2
+fi
+if [[ -f "$MUPOTS" ]]; then
+  CROSS+=("+data.cross_sets.mupots_dev=$(realpath "$MUPOTS")")
+else
+  echo "warning: MuPoTS-3D development set not found at $MUPOTS (set MUPOTS=...)" >&2
 fi
 if [[ -n "$RAISED" ]]; then CROSS+=("data.raised_camera=[$RAISED]"); fi
 ROOT=$(realpath -m "$ROOT")  # absolute, so `evaluate` finds the data from any folder later

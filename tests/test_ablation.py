@@ -48,3 +48,21 @@ def test_a_set_missing_in_some_seeds_is_left_out_with_a_warning(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "h36m_raised" not in json.loads((tmp_path / "summary.json").read_text())["control"]
     assert "warning: control: h36m_raised left out (in 1 of 2 seeds)" in r.stderr
+
+
+def test_mupots_official_pck_is_summarised_and_printed_where_a_set_has_it(tmp_path):
+    for seed in (0, 1):
+        for run, base in (("control", 58), ("poseaug", 50)):
+            _write(tmp_path, seed, run, base)
+            path = tmp_path / f"seed{seed}" / run / "metrics.json"
+            m = json.loads(path.read_text())
+            m["mupots_dev"] = {**m["h36m"], "pck_14": 70.0 + seed, "auc_14": 35.0,
+                               "pck_seq_mean": 68.0 + 2 * seed + (run == "poseaug"),
+                               "auc_seq_mean": 34.0}  # fmt: skip
+            path.write_text(json.dumps(m))
+    r = cli("ablation", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    mean = json.loads((tmp_path / "summary.json").read_text())
+    assert mean["poseaug"]["mupots_dev"]["pck_seq_mean"] == pytest.approx(70.0)
+    assert "pck_seq_mean" not in mean["poseaug"]["h36m"]
+    assert "MuPoTS-3D 3DPCK" in r.stdout and "70.0 +- 1.0 (1.014x)" in r.stdout
