@@ -78,7 +78,7 @@ def coverage(ckpt: str, h36m_root: str, set_path: str, n: int = 20000):
         out = model.augmentor(x3, cam)
     refilm = PairTransforms(False, None, {"pairs": "augmented", "focal": [1.0, 2.5],
                                            "depth": [2.0, 7.0]})  # fmt: skip
-    r2, r3, _ = refilm.refilm(out["rt"], out["rt_2d"], cam)
+    r2, r3, _ = refilm.refilm(out["rt"], cam)
     target = load_cross_set(set_path)
 
     def inside(p2):

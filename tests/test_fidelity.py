@@ -393,7 +393,7 @@ def test_refilm_films_the_same_pose_through_a_drawn_lens_from_a_drawn_distance(t
                     "model.refilm.depth=[2.5,6.0]").train()  # fmt: skip
     assert model.pairs.refilms("augmented") and model.pairs.refilms("real") == (pairs == "all")
     batch = _batch_of(_upright_pose().expand(512, 16, 3).clone())
-    x2, x3, lens = model.pairs.refilm(batch["pose3d"], batch["pose2d"], batch["cam"])
+    x2, x3, lens = model.pairs.refilm(batch["pose3d"], batch["cam"])
     rel = batch["pose3d"] - batch["pose3d"][:, :1]
     assert torch.allclose(x3 - x3[:, :1], rel, atol=1e-6)  # the pose itself stays
     ray = torch.nn.functional.normalize(batch["pose3d"][:, 0], dim=-1)
@@ -404,11 +404,6 @@ def test_refilm_films_the_same_pose_through_a_drawn_lens_from_a_drawn_distance(t
     assert torch.equal(lens[:, 2:4], batch["cam"][:, 2:4]) and not lens[:, 4:].any()  # pinhole
     pinhole = x3[..., :2] / x3[..., 2:] * lens[:, None, :2] + lens[:, None, 2:4]
     assert torch.allclose(x2, pinhole, atol=1e-5)
-    half = _module(tmp_path / "half", f"model.refilm.pairs={pairs}", "model.refilm.share=0.5")
-    x2, x3, lens = half.pairs.refilm(batch["pose3d"], batch["pose2d"], batch["cam"])
-    kept = (x3 == batch["pose3d"]).flatten(1).all(1)  # the others keep pose, 2D and camera
-    assert 0.4 < kept.float().mean() < 0.6
-    assert torch.equal(x2[kept], batch["pose2d"][kept]) and torch.equal(lens[kept], batch["cam"][kept])
 
 
 def test_refilm_is_off_by_default_reaches_only_its_pairs_and_refuses_bad_ranges(tmp_path,
@@ -430,7 +425,6 @@ def test_refilm_is_off_by_default_reaches_only_its_pairs_and_refuses_bad_ranges(
         ("model.refilm.pairs=real", "'none', 'augmented' or 'all'"),
         ("model.refilm.focal=[2,1]", "[low, high] numbers with low <= high"),
         ("model.refilm.depth=[0,5]", "and low > 0"),
-        ("model.refilm.share=0", "a number in (0, 1]"),
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             validate(tiny_cfg(tmp_path, override))

@@ -187,7 +187,6 @@ CHECKS.update(
             (lambda v: v in ("none", "augmented", "all")),
             "'none', 'augmented' or 'all'",
         ),
-        "model.refilm.share": ((lambda v: _is_num(v) and 0 < v <= 1), "a number in (0, 1]"),
         "model.refilm.focal": _range(positive=True),
         "model.refilm.depth": _range(positive=True),
         **{

@@ -235,7 +235,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         if self.schedule.in_real_finish():
             return x2, sk.root_relative(x3)
         if self.pairs.refilms("real"):
-            x2, x3, cam = self.pairs.refilm(x3, x2, cam)
+            x2, x3, cam = self.pairs.refilm(x3, cam)
         if self.pairs.jitters("real"):
             x2, x3 = self.pairs.redefine(x3, x2, cam)
         return x2, sk.root_relative(x3)
@@ -245,7 +245,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         them) and which are finite and inside the image (the rest never reach the estimator)."""
         x2, x3 = out["rt_2d"], out["rt"]
         if self.pairs.refilms("augmented"):
-            x2, x3, cam = self.pairs.refilm(x3, x2, cam)
+            x2, x3, cam = self.pairs.refilm(x3, cam)
         inside = (x2.abs() <= 1).flatten(1).all(1) & x3.isfinite().flatten(1).all(1)
         self.log("train/aug/inside_frac", inside.float().mean())
         self._watch_augmentation(out, inside)

@@ -17,8 +17,7 @@
   stronger perspective. Each estimator training pair gets a pinhole of focal length drawn from
   ``focal`` (half-widths) and its root moved along its viewing ray to a depth drawn from
   ``depth`` (metres); the pose itself, its orientation to the camera and the principal point
-  stay. ``share`` of the pairs, drawn per pair, are re-filmed; the others keep their camera.
-  Pairs that leave the image are dropped as the augmented ones are.
+  stay. Pairs that leave the image are dropped as the augmented ones are.
 """
 
 from __future__ import annotations
@@ -45,8 +44,8 @@ class PairTransforms(nn.Module):
         definition_jitter: ``{pairs: none | augmented | all, <JITTER_KEYS>: [low, high]}``
             (``hip_forward`` may be left out: no forward shift) or None (off). The values are
             checked where the config is (`poseaug_pl.training.config`).
-        refilm: ``{pairs: none | augmented | all, share, focal: [low, high], depth: [low,
-            high]}`` or None (off); ``share`` (default 1): the share of those pairs re-filmed.
+        refilm: ``{pairs: none | augmented | all, focal: [low, high], depth: [low, high]}`` or
+            None (off).
     """
 
     def __init__(self, bone_swap: bool, definition_jitter: dict | None,
@@ -55,8 +54,6 @@ class PairTransforms(nn.Module):
         refilm = refilm or {}
         #: which estimator pairs are re-filmed: None, "augmented" or "all"
         self.refilm_pairs = None if refilm.get("pairs", "none") in (None, "none") else refilm["pairs"]
-        #: the share of those pairs re-filmed (drawn per pair; the rest keep their camera)
-        self.refilm_share = float(refilm.get("share", 1.0))
         rows = [refilm[k] for k in REFILM_KEYS] if self.refilm_pairs else []
         refilm_ranges = torch.tensor(rows, dtype=torch.float32).reshape(-1, 2)
         self.register_buffer("refilm_ranges", refilm_ranges, persistent=False)  # (2, 2) or (0, 2)
@@ -92,28 +89,22 @@ class PairTransforms(nn.Module):
         """Whether estimator pairs of this kind (``augmented`` or ``real``) are re-filmed."""
         return self.refilm_pairs in (pairs, "all")
 
-    def refilm(self, pose3d: torch.Tensor, pose2d: torch.Tensor, cam: torch.Tensor):
-        """``(pose2d, pose3d, cam)``: a ``share`` of the poses, drawn per pose, moved along
-        their root's viewing ray to a random depth and projected through a pinhole of random
-        focal length (same principal point and aspect, no distortion); the others as given.
-
-        Args:
-            pose3d: (B, 16, 3) camera frame; pose2d: (B, 16, 2) its 2D; cam: (B, 9) normalised.
-        """
+    def refilm(self, pose3d: torch.Tensor, cam: torch.Tensor):
+        """``(pose2d, pose3d, cam)``: each pose moved along its root's viewing ray to a random
+        depth and projected through a pinhole of random focal length (same principal point and
+        aspect, no distortion). pose3d: (B, 16, 3) camera frame; cam: (B, 9) normalised."""
         if cam is None:
             raise ValueError("refilm needs the camera intrinsics of its pairs")
         lo, hi = self.refilm_ranges.unbind(-1)  # (2,)
-        u = torch.rand(pose3d.shape[0], 3, device=pose3d.device, dtype=pose3d.dtype)
-        focal, depth = (lo + (hi - lo) * u[:, :2]).unbind(-1)
+        u = torch.rand(pose3d.shape[0], 2, device=pose3d.device, dtype=pose3d.dtype)
+        focal, depth = (lo + (hi - lo) * u).unbind(-1)
         root = pose3d[:, :1]
         moved = pose3d - root + root * (depth[:, None, None] / root[..., 2:].clamp_min(1e-3))
         lens = torch.zeros_like(cam)
         lens[:, 0] = focal
         lens[:, 1] = focal * cam[:, 1] / cam[:, 0]
         lens[:, 2:4] = cam[:, 2:4]
-        new = (u[:, 2] < self.refilm_share)[:, None]  # (B, 1)
-        return (torch.where(new[..., None], project_to_2d(moved, lens), pose2d),
-                torch.where(new[..., None], moved, pose3d), torch.where(new, lens, cam))
+        return project_to_2d(moved, lens), moved, lens
 
     def redefine(self, pose3d: torch.Tensor, pose2d: torch.Tensor, cam: torch.Tensor | None):
         """``(pose2d, pose3d)`` with the redefinable joints moved; each 2D joint moves by its 3D
