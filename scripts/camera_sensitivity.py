@@ -10,7 +10,9 @@ intrinsics (``cam``, fitted or calibrated), every 3D pose exactly projected:
   larger, perspective unchanged);
 * ``H36M lens at Z m``: a Human3.6M-like pinhole (f = 2.29 half-widths, centred) with the person's
   root moved to depth Z along its viewing ray (perspective and size as in Human3.6M's studio);
-* ``own lens at Z m``: the set's own pinhole with the person at depth Z.
+* ``own lens at Z m``: the set's own pinhole with the person at depth Z;
+* ``own lens, centred``: the set's own pinhole with the person's root moved onto the optical
+  axis (same depth: the person seen head-on instead of off-axis).
 
     python scripts/camera_sensitivity.py SET.npz RUN_OR_CKPT [RUN_OR_CKPT ...] [--json OUT]
 """
@@ -56,6 +58,8 @@ def variants(data) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     for z in (3.0, 5.0):
         moved = at_depth(x3, z)
         out[f"own lens at {z:g} m"] = (project_to_2d(moved, cam), moved)
+    centred = x3 - x3[:, :1] * torch.tensor([1.0, 1.0, 0.0])  # root on the optical axis
+    out["own lens, centred"] = (project_to_2d(centred, cam), centred)
     return out
 
 

@@ -52,7 +52,8 @@ def bars(ax, groups: list[str], series: dict[str, list[float]], ylabel: str) -> 
         ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
     ax.set_xticks(x, groups, rotation=45, ha="right")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
+    ax.set_ylim(0, 1.3 * max(max(v) for v in series.values()))
+    ax.legend(fontsize=7, loc="upper center", ncol=3)
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -134,8 +135,8 @@ def main() -> None:
         data = json.loads(Path(args.sensitivity).read_text())
         variants = list(next(iter(data.values())))
         fig, ax = plt.subplots(figsize=(11, 4))
-        bars(ax, variants, {Path(c).name if Path(c).name != "last.ckpt" else c: [r[v]["mpjpe"]
-             for v in variants] for c, r in data.items()}, "MPJPE (mm)")  # fmt: skip
+        bars(ax, variants, {c.removeprefix("outputs/"): [r[v]["mpjpe"] for v in variants]
+                            for c, r in data.items()}, "MPJPE (mm)")  # fmt: skip
         fig.tight_layout()
         fig.savefig(out / "lens_sensitivity.png", dpi=90)
         plt.close(fig)
