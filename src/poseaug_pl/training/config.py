@@ -187,8 +187,6 @@ CHECKS.update(
             (lambda v: v in ("none", "augmented", "all")),
             "'none', 'augmented' or 'all'",
         ),
-        "model.refilm.position": ((lambda v: v is None or (_is_num(v) and v >= 0)),
-                                  "null or a number >= 0"),
         "model.refilm.focal": _range(positive=True),
         "model.refilm.depth": _range(positive=True),
         **{

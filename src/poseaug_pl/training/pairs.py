@@ -54,9 +54,6 @@ class PairTransforms(nn.Module):
         refilm = refilm or {}
         #: which estimator pairs are re-filmed: None, "augmented" or "all"
         self.refilm_pairs = None if refilm.get("pairs", "none") in (None, "none") else refilm["pairs"]
-        #: half-width of the square (normalised units about the principal point) the root is
-        #: placed in; None keeps its viewing ray
-        self.refilm_position = refilm.get("position")
         rows = [refilm[k] for k in REFILM_KEYS] if self.refilm_pairs else []
         refilm_ranges = torch.tensor(rows, dtype=torch.float32).reshape(-1, 2)
         self.register_buffer("refilm_ranges", refilm_ranges, persistent=False)  # (2, 2) or (0, 2)
@@ -106,13 +103,7 @@ class PairTransforms(nn.Module):
         lens[:, 1] = focal * cam[:, 1] / cam[:, 0]
         lens[:, 2:4] = cam[:, 2:4]
         root = pose3d[:, :1]
-        if self.refilm_position is None:  # along the root's viewing ray
-            new_root = root * (depth[:, None, None] / root[..., 2:].clamp_min(1e-3))
-        else:  # at a drawn place in the image
-            at = (torch.rand_like(u) * 2 - 1) * self.refilm_position  # offsets from the centre
-            new_root = torch.cat([at / lens[:, :2], torch.ones_like(depth)[:, None]], 1)
-            new_root = (new_root * depth[:, None])[:, None]
-        moved = pose3d - root + new_root
+        moved = pose3d - root + root * (depth[:, None, None] / root[..., 2:].clamp_min(1e-3))
         return project_to_2d(moved, lens), moved, lens
 
     def redefine(self, pose3d: torch.Tensor, pose2d: torch.Tensor, cam: torch.Tensor | None):
