@@ -93,6 +93,9 @@ def test_every_experiment_composes_and_validates(experiment):
     elif not cfg.augment or "synthetic" in experiment:
         assert pairs == "none"
     assert pairs != "all"
+    # re-filming: the same pairs (the control stays plain training: its real pairs are as given)
+    refilm = cfg.model.refilm.pairs
+    assert refilm == ("augmented" if pairs == "augmented" else "none")
 
 
 def _estimator_passes(experiment: str) -> int:

@@ -204,7 +204,8 @@ def summary_rows(runs: dict[str, dict], metric: str = "mpjpe", reference: str | 
                 delta = m[metric] - ref[metric]
                 cell += f" ({delta:+.1f}, {100 * delta / ref[metric]:+.0f}%)"
             row[s] = cell
-        rows.append(row)
+        if len(row) > 2:  # (a run none of whose sets has the metric: no row)
+            rows.append(row)
     return rows
 
 
@@ -222,7 +223,8 @@ def ablation_rows(mean: dict, std: dict, counts: dict[str, int], runs, metric: s
             if run != "control" and s in ctrl:
                 cell += f" ({m[metric] / ctrl[s][metric]:.3f}x)"
             row[s] = cell
-        rows.append(row)
+        if len(row) > 2:  # (a run none of whose sets has the metric: no row)
+            rows.append(row)
     return rows
 
 
