@@ -204,8 +204,7 @@ def summary_rows(runs: dict[str, dict], metric: str = "mpjpe", reference: str | 
                 delta = m[metric] - ref[metric]
                 cell += f" ({delta:+.1f}, {100 * delta / ref[metric]:+.0f}%)"
             row[s] = cell
-        if len(row) > 2:  # (a run none of whose sets has the metric: no row)
-            rows.append(row)
+        rows.append(row)
     return rows
 
 
