@@ -109,7 +109,7 @@ def test_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2 and "split must be one of ['train', 'validate']" in r.stderr
     r = cli("prepare_data", "dataset=3dpw_x", f"root={tmp_path}", f"output={tmp_path}/x.npz",
             f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
-    every = "['3dpw', 'humaneva', 'mpi_inf_3dhp', 'mpi_inf_3dhp_spin']"
+    every = "['3dpw', 'humaneva', 'mpi_inf_3dhp', 'mpi_inf_3dhp_spin', 'mupots3d']"
     assert r.returncode == 2 and f"dataset must be one of {every}" in r.stderr
     assert not (tmp_path / "x.npz").exists()
 
