@@ -98,9 +98,9 @@ def _check_matrix(buf: bytes, start: int, end: int, order: str, depth: int) -> N
         _check_matrix(buf, data, data + n, order, depth + 1)
 
 
-def _uncompressed(raw: bytes, max_inflated: int) -> tuple[bytes, str]:
+def _uncompressed(raw: bytes, max_inflated: int) -> bytes:
     """The file's bytes with every compressed variable inflated (within ``max_inflated``) and
-    every matrix checked; and its byte order."""
+    every matrix checked."""
     if len(raw) < 128:
         raise _Bad("shorter than a MATLAB file header")
     endian = raw[126:128]
@@ -130,7 +130,7 @@ def _uncompressed(raw: bytes, max_inflated: int) -> tuple[bytes, str]:
         _check_matrix(body, data, data + n, order, 0)
         out.append(body[:data + n] + b"\0" * (-(data + n) % 8))
         pos = nxt
-    return b"".join(out), order
+    return b"".join(out)
 
 
 def read_mat5(path: str | Path, max_bytes: int = MAX_FILE_BYTES,
@@ -151,7 +151,7 @@ def read_mat5(path: str | Path, max_bytes: int = MAX_FILE_BYTES,
         raise DataError(f"{path}: {path.stat().st_size >> 20} MiB, more than a MATLAB annotation "
                         f"file holds ({max_bytes >> 20} MiB)")  # fmt: skip
     try:
-        clean, _ = _uncompressed(path.read_bytes(), max_inflated)
+        clean = _uncompressed(path.read_bytes(), max_inflated)
         with np.errstate(all="ignore"):
             data = loadmat(io.BytesIO(clean), struct_as_record=True, squeeze_me=False)
     except _Bad as e:

@@ -44,8 +44,8 @@ SEQUENCES = {f"TS{k}": ("indoor" if k <= 5 else "outdoor", *((2048, 2048) if k <
 ANNOTATIONS = ("univ_annot3", "annot3")
 #: The fields every ``annotations`` entry holds.
 FIELDS = ("annot2", "annot3", "univ_annot3", "isValidFrame")
-#: Most frames and people a sequence of the release holds (TS20: 1,000 frames... 3 people);
-#: larger tables are refused before they are read into rows.
+#: Bounds on a sequence's frames x people, far above the release's (the development half: at
+#: most 701 frames, 3 people); larger tables are refused before they are read into rows.
 MAX_FRAMES, MAX_PEOPLE = 10_000, 16
 
 
