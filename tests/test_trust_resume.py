@@ -136,12 +136,14 @@ def test_a_crafted_checkpoint_copies_and_deletes_nothing_outside_the_run(
     assert r.returncode == 0, r.stderr[-3000:]
     _assert_untouched(outside, before, new)
     assert not (new / "checkpoints" / "link.ckpt").exists()  # the link out is not followed
+    inside = {p: _fingerprint(p) for p in run.rglob("*") if p.is_file() and not p.is_symlink()}
     r = _run(run, "trainer.max_epochs=2", f"ckpt_path={crafted}")  # into its own folder
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 2 and _error_lines(r) == [_error_lines(r)[0]], r.stderr[-3000:]
+    assert "holds symbolic links (checkpoints/link.ckpt)" in r.stderr  # refused, not followed
     _assert_untouched(outside, before, new, run)
     assert os.path.islink(run / "checkpoints" / "link.ckpt")  # left alone, like its target
-    assert (run / "checkpoints" / "best.ckpt").is_file()
-    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert {p: _fingerprint(p) for p in run.rglob("*")
+            if p.is_file() and not p.is_symlink()} == inside  # nothing written in the run
 
 
 class RestoredState(L.Callback):
@@ -220,10 +222,14 @@ def test_an_exploding_run_stops_with_one_line_and_saves_nothing_of_it(tmp_path):
 def test_an_explosion_after_a_good_epoch_keeps_that_epochs_checkpoints(tmp_path, source):
     """Epoch 0 trains well; epoch 1 (resumed at lr 1e3) explodes: exit 1, and ``best.ckpt`` and
     ``last.ckpt`` are still epoch 0's, byte for byte."""
+    from omegaconf import OmegaConf
+
     run = _copy_run(source, tmp_path / "run")
+    config = OmegaConf.load(source["dir"] / "config_resolved.yaml")
+    config.model.lr.estimator = 1e3  # a resume trains as its run's config says
+    OmegaConf.save(config, run / "config_resolved.yaml")
     before = {f: _fingerprint(run / "checkpoints" / f) for f in ("best.ckpt", "last.ckpt")}
-    r = _run(run, "trainer.max_epochs=2", "model.lr.estimator=1e3",
-             f"ckpt_path={run / 'checkpoints/last.ckpt'}")  # fmt: skip
+    r = _run(run, "trainer.max_epochs=2", f"ckpt_path={run / 'checkpoints/last.ckpt'}")
     assert r.returncode == 1, r.stderr[-2000:]
     assert len(_error_lines(r)) == 1 and "training diverged" in r.stderr, r.stderr[-2000:]
     for f, fingerprint in before.items():

@@ -220,6 +220,10 @@ def entry_point(config_name: str, task):
 
     @functools.wraps(main)
     def checked_main(*args, **kwargs):
+        if config_name == "train":  # a resume goes on in its run's folder
+            from poseaug_pl.training.resumed_run import run_folder_argument
+
+            sys.argv[1:] = run_folder_argument(sys.argv[1:])
         with one_line_composition_errors(config_name):
             return main(*args, **kwargs)
 

@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from poseaug_pl.cli import entry_point
-from poseaug_pl.data import DataError
+from poseaug_pl.data import DataError, build_datamodule
 from poseaug_pl.evaluation.report import (
     checkpoint_info,
     describe_checkpoint,
@@ -47,6 +47,7 @@ from poseaug_pl.training.config import check_devices, validate
 from poseaug_pl.training.health import NETWORKS
 from poseaug_pl.training.module import PoseAugModule
 from poseaug_pl.training.resume import logged_step
+from poseaug_pl.training.resumed_run import resumed_config
 from poseaug_pl.utils import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,19 @@ def check_resumable(ckpt: dict, path) -> None:
         n = len(states) if isinstance(states, list) else "no list of"
         why = f"it holds {n} optimizer states, not the {len(NETWORKS)} of a PoseAug run"
     kinds = {"loops": dict, "epoch": int, "global_step": int, "augmentor_steps": int,
-             "rng_cpu": torch.Tensor}  # fmt: skip
+             "augmented_updates": int, "rng_cpu": torch.Tensor}  # fmt: skip
     bad = [k for k, kind in kinds.items() if k in ckpt and not isinstance(ckpt[k], kind)]
+    bad += [k for k in ("epoch", "global_step", "augmentor_steps", "augmented_updates")
+            if isinstance(ckpt.get(k), int) and not 0 <= ckpt[k] < 10**9]  # fmt: skip
+    rng = ckpt.get("rng_cpu")
+    if isinstance(rng, torch.Tensor) and (rng.dtype != torch.uint8
+                                          or rng.shape != torch.get_rng_state().shape):  # fmt: skip
+        bad.append("rng_cpu")
+    if isinstance(states, list) and not all(
+        isinstance(o, dict) and isinstance(o.get("state"), dict)
+        and isinstance(o.get("param_groups"), list) for o in states
+    ):  # fmt: skip
+        bad.append("optimizer_states")
     if not why and bad:
         why = f"its {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not of the right kind"
     if why:
@@ -175,8 +187,12 @@ def prepare_run_folder(cfg: DictConfig) -> Path:
 def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     """Train and (with ``cfg.test``) evaluate; return the metrics dict (empty without test).
 
-    Always ends the W&B run (also on errors), so every job of a multirun gets its own run.
+    Always ends the W&B run (also on errors), so every job of a multirun gets its own run. A
+    resume (``ckpt_path=``) trains with the resumed run's own config
+    (`resumed_run.resumed_config`).
     """
+    if cfg.get("ckpt_path"):
+        cfg = resumed_config(cfg)
     validate(cfg)
     check_devices(cfg)
     if (warning := from_scratch_warning(cfg)) and rank_zero_only.rank == 0:
@@ -184,9 +200,10 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     resumed = check_checkpoints(cfg)
     runfolder.check_new_run(output_dir(cfg), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = hydra.utils.instantiate(cfg.data)
+    dm = build_datamodule(OmegaConf.to_container(cfg.data, resolve=True), "config: data")
     dm.check()
     model = build_model(cfg)  # (loads and checks model.estimator_ckpt / augmentor_ckpt)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
     if resumed is not None:  # one line for a checkpoint of another model, before fit
         check_fits(model, resumed["state_dict"], cfg.ckpt_path, "ckpt_path",
                    any_shape=("pool3d.", "pool2d."))  # fmt: skip

@@ -128,6 +128,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         self.save_predictions = False
         #: The latest batch's augmentation parameters (detached, on the device; for dashboards).
         self.last_augmentation: dict[str, torch.Tensor] | None = None
+        #: The run's resolved config as plain data (set by ``train``; saved in checkpoints).
+        self.run_config: dict | None = None
         #: Training batches seen by the augmentor so far (drives ``warmup_steps``; checkpointed).
         self.augmentor_steps = 0
         #: Estimator updates on augmented pairs so far (checkpointed).
@@ -441,6 +443,8 @@ class PoseAugModule(HealthGuard, L.LightningModule):
                 f"training diverged: non-finite weights in {broken[0]} "
                 f"({len(broken)} tensors); no checkpoint was written"
             )
+        if self.run_config is not None:  # a checkpoint resumes without its run folder too
+            checkpoint["run_config"] = self.run_config
         checkpoint["augmentor_steps"] = self.augmentor_steps
         checkpoint["augmented_updates"] = self.augmented_updates
         checkpoint["max_epochs"] = self.trainer.max_epochs
