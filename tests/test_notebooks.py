@@ -92,8 +92,12 @@ def test_epoch_offset_places_a_continuation_after_its_baseline(tiny_ckpt, tmp_pa
     run = tmp_path / "continuation"
     run.mkdir()
     (run / "config_resolved.yaml").write_text(f"model:\n  estimator_ckpt: {tiny_ckpt}\n")
-    assert epoch_offset(run) == 1  # the tiny baseline trained one epoch
+    assert epoch_offset(run, tiny_ckpt.parents[2]) == 1  # the tiny baseline trained one epoch
+    assert epoch_offset(run, run) == 0  # a checkpoint outside the named folder is not opened
     assert epoch_offset(tmp_path) == 0  # no config: a run from scratch
+    (run / "config_resolved.yaml").write_text("model:\n  estimator_ckpt: ${oc.env:HOME}/x\n")
+    with pytest.raises(ValueError, match="interpolation"):  # a run's config is data
+        epoch_offset(run, "/")
     rel = tiny_ckpt.relative_to(tiny_ckpt.parents[2])  # a relative path: from the run's start
     (run / "config_resolved.yaml").write_text(f"model:\n  estimator_ckpt: {rel}\n")
     assert epoch_offset(run, tiny_ckpt.parents[2]) == 1

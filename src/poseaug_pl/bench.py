@@ -37,9 +37,10 @@ import hydra
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from poseaug_pl.cli import entry_point
+from poseaug_pl.data import build_datamodule
 from poseaug_pl.geometry import skeleton as sk
 from poseaug_pl.train import build_model
 from poseaug_pl.training import losses
@@ -184,7 +185,7 @@ def bench(cfg: DictConfig) -> dict:
             f">= 0, got {steps}, {cfg.bench.get('repeats')} and {warmup}"
         )
     L.seed_everything(cfg.seed, verbose=False)
-    dm = hydra.utils.instantiate(cfg.data)
+    dm = build_datamodule(OmegaConf.to_container(cfg.data, resolve=True), "config: data")
     dm.check()
     model = build_model(cfg)
     if cfg.compile:

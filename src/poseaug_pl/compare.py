@@ -16,13 +16,30 @@ from pathlib import Path
 
 from poseaug_pl.evaluation.report import format_table, metric_rows, summary_rows
 
+#: What each test set of a metrics.json must hold, as numbers (the comparison table's columns).
+TABLE_METRICS = ("mpjpe", "pa_mpjpe", "pck", "auc", "frames")
+#: A run's metrics.json is kilobytes; a larger file is not one.
+MAX_METRICS_BYTES = 64 << 20
+
 
 def load_metrics(run_dir: str | Path) -> dict:
     """``{test set: {mpjpe, pa_mpjpe, n_mpjpe, pck, auc, frames[, per_joint]}}`` of a run."""
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics.json (did the run finish with test=true?)")
-    return json.loads(path.read_text())
+    if path.stat().st_size > MAX_METRICS_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size >> 20} MiB, not a run's metrics.json")
+    try:
+        metrics = json.loads(path.read_text())
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not readable JSON ({type(e).__name__})") from None
+    if not isinstance(metrics, dict) or not all(
+        isinstance(m, dict) and all(isinstance(m.get(k), (int, float)) and not isinstance(
+            m.get(k), bool) for k in TABLE_METRICS) for m in metrics.values()
+    ):  # fmt: skip
+        raise ValueError(f"{path}: not a run's metrics.json ({{set: {{{', '.join(TABLE_METRICS)}"
+                         ", ...}}} with numbers expected)")  # fmt: skip
+    return metrics
 
 
 def read_log(run_dir: str | Path, key: str) -> list[tuple[int, int, float]]:
@@ -39,19 +56,26 @@ def epoch_offset(run_dir: str | Path, root: str | Path | None = None) -> int:
     """Epochs the run's estimator had trained before it started: those of the checkpoint it
     continued (``model.estimator_ckpt`` in ``config_resolved.yaml``; a relative path is taken
     from ``root``, the folder the run started in, by default the working directory), else 0.
-    Plot a continuation's epoch ``e`` at ``epoch_offset + e`` beside its baseline."""
-    cfg = Path(run_dir) / "config_resolved.yaml"
-    if not cfg.is_file():
-        return 0
+    Plot a continuation's epoch ``e`` at ``epoch_offset + e`` beside its baseline.
+
+    A run folder may come from anyone: its config is read as data (`runfolder.run_config`: no
+    ``${...}`` is resolved), and only a checkpoint inside ``root`` is opened (0 otherwise)."""
     from omegaconf import OmegaConf
 
-    ckpt = OmegaConf.select(OmegaConf.load(cfg), "model.estimator_ckpt", default=None)
-    ckpt = Path(root or ".") / str(ckpt) if ckpt else None
-    if ckpt is None or not ckpt.is_file():
+    from poseaug_pl.training.runfolder import run_config
+
+    run = run_config(Path(run_dir) / "checkpoints" / "any.ckpt")
+    ckpt = OmegaConf.select(run, "model.estimator_ckpt", default=None) if run is not None else None
+    if not isinstance(ckpt, str) or not ckpt:
+        return 0
+    top = Path(root or ".").resolve()
+    ckpt = (top / ckpt).resolve()
+    if not ckpt.is_relative_to(top) or not ckpt.is_file():
         return 0
     import torch
 
-    return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+    epoch = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("epoch")
+    return int(epoch) + 1 if isinstance(epoch, int) and 0 <= epoch < 1_000_000 else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,11 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     for r in args.runs:  # an unfinished run is left out of the table, with a warning
         try:
             runs[Path(r).name] = load_metrics(r)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, ValueError) as e:
             print(f"warning: {e}; left out", file=sys.stderr)
     try:
         ref = load_metrics(args.reference) if args.reference else None
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"warning: {e}; no comparison against it", file=sys.stderr)
         ref = None
     if not runs:

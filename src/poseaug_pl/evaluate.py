@@ -17,7 +17,6 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -35,53 +34,14 @@ from poseaug_pl.train import output_dir
 from poseaug_pl.training import tracking
 from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
 from poseaug_pl.training.config import ConfigError, check_devices, validate
-from poseaug_pl.training.runfolder import make_folder
+from poseaug_pl.training.runfolder import (  # noqa: F401 (run_config: the notebooks' import)
+    MAX_RUN_CONFIG_BYTES,
+    check_no_results,
+    make_folder,
+    run_config,
+    run_config_path,
+)
 from poseaug_pl.utils import atomic_output
-
-
-def run_config_path(ckpt_path) -> Path:
-    """``<run>/config_resolved.yaml`` of the run that wrote ``ckpt_path``."""
-    return Path(str(ckpt_path)).expanduser().resolve().parent.parent / "config_resolved.yaml"
-
-
-#: A saved run config is a few kilobytes; a larger file is not one.
-MAX_RUN_CONFIG_BYTES = 1 << 20
-
-
-def run_config(ckpt_path) -> DictConfig | None:
-    """The resolved config of the run that wrote ``ckpt_path`` (None if it has none).
-
-    A run folder may come from anyone: its config is YAML data (read with a safe loader), and
-    what a saved (resolved) config never holds is refused: an interpolation (``${...}``), YAML
-    anchors or aliases, more than `MAX_RUN_CONFIG_BYTES`.
-
-    Raises:
-        ConfigError: a config that is not YAML or holds any of these (one line).
-    """
-    path = run_config_path(ckpt_path)
-    if not path.is_file():
-        return None
-    if path.stat().st_size > MAX_RUN_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size} bytes, not a run config (at most "
-                          f"{MAX_RUN_CONFIG_BYTES})")  # fmt: skip
-    try:
-        text = path.read_text()
-        if any(isinstance(t, (yaml.AnchorToken, yaml.AliasToken)) for t in yaml.scan(text)):
-            why = "which a saved run config never does (an alias bomb loads for minutes)"
-            raise ConfigError(f"{path}: holds YAML anchors or aliases, {why}: refused")
-        run = OmegaConf.create(text)
-    except ConfigError:
-        raise
-    except Exception as e:  # YAML and OmegaConf errors of every kind
-        raise ConfigError(f"{path}: not a readable run config ({type(e).__name__})") from None
-    if not isinstance(run, DictConfig):
-        raise ConfigError(f"{path}: not a run config (a mapping expected)")
-    raw = OmegaConf.to_yaml(run)  # (to_yaml does not resolve)
-    if "${" in raw:
-        raise ConfigError(f"{path}: holds an interpolation ('${{...}}'); a run's saved config "
-                          "is resolved, so this file was edited: refused")  # fmt: skip
-    return run
-
 
 #: An experiment name usable as one folder name (evaluate writes to outputs/evaluate/<name>/).
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
@@ -160,13 +120,14 @@ def save_predictions(path: Path, parts: list, data) -> Path:
     for key in ("camera", "frame", "sequence"):
         if getattr(data, key, None) is not None:
             extra[key] = getattr(data, key)[rows].cpu().numpy()
-    with atomic_output(path) as tmp:
-        np.savez(tmp, pred=both[0].astype(np.float32), target=both[1].astype(np.float32), **extra)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, pred=both[0].astype(np.float32), target=both[1].astype(np.float32), **extra)
     return path
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Load ``cfg.ckpt_path``, test it on every test set, write metrics (and predictions)."""
+    check_no_results(output_dir(cfg), bool(cfg.get("overwrite", False)))
     ckpt = Path(cfg.ckpt_path).expanduser()
     info = checkpoint_info(read_checkpoint(ckpt), ckpt.name)
     data = data_config(cfg)

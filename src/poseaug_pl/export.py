@@ -23,6 +23,8 @@ from poseaug_pl.training.config import ConfigError
 from poseaug_pl.utils import atomic_output, check_writable
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+#: The oldest ONNX opset the exporter writes a PoseAug estimator in.
+MIN_OPSET = 13
 
 
 def export_onnx(estimator: torch.nn.Module, path, opset: int = 18) -> None:
@@ -35,12 +37,22 @@ def export_onnx(estimator: torch.nn.Module, path, opset: int = 18) -> None:
     example = torch.zeros(2, NUM_JOINTS, 2)
     for name in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript", "onnx_ir"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    import onnx
+
+    latest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= latest:
+        raise ConfigError(f"config: opset must be an integer from {MIN_OPSET} to {latest} (the "
+                          f"installed onnx's newest), got {opset!r}")  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(estimator, (example,), str(path), input_names=["pose2d"],
                           output_names=["pose3d"], opset_version=opset, dynamo=True,
                           dynamic_shapes={"pose2d": {0: torch.export.Dim("batch")}},
                           verbose=False, external_data=False)  # fmt: skip
+    written = {o.domain: o.version for o in onnx.load(str(path)).opset_import}.get("")
+    if written != opset:
+        raise ConfigError(f"config: the exporter wrote opset {written}, not the opset={opset} "
+                          f"asked for; choose another opset (18 is the tested one)")  # fmt: skip
 
 
 def export_torchscript(estimator: torch.nn.Module, path) -> None:
@@ -63,7 +75,7 @@ def export(cfg: DictConfig) -> str:
     estimator = load_estimator(cfg.ckpt_path, "cpu")
     with atomic_output(output) as tmp:
         if cfg.format == "onnx":
-            export_onnx(estimator, tmp, int(cfg.opset))
+            export_onnx(estimator, tmp, cfg.opset)
         else:
             export_torchscript(estimator, tmp)
     params = sum(p.numel() for p in estimator.parameters())

@@ -25,6 +25,7 @@ absent or unchanged.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
@@ -85,8 +86,8 @@ def predict(cfg: DictConfig) -> dict:
     pose3d[prep.valid] = lifter.lift_normalised(prep.pose2d[prep.valid])
     pose2d = np.where(prep.valid[:, None, None], prep.pose2d, np.nan).astype(np.float32)
     names = np.array([kp.tracks[t] if t >= 0 else "" for t in kp.track])
-    with atomic_output(cfg.output) as tmp:
-        np.savez(tmp, pose3d=pose3d, pose2d=pose2d, valid=prep.valid, frame=kp.frame,
+    with atomic_output(cfg.output) as tmp, open(tmp, "wb") as f:
+        np.savez(f, pose3d=pose3d, pose2d=pose2d, valid=prep.valid, frame=kp.frame,
                  track=names, image_id=kp.image_id, joint_names=np.array(JOINT_NAMES),
                  outside=prep.outside)  # fmt: skip
     n_valid = int(prep.valid.sum())
@@ -122,12 +123,12 @@ def _draw(cfg, pose2d, pose3d, valid, track) -> None:
         fig = viz.pose_grid(pose3d[pick], pose2d[pick], [f"pose {i}" for i in pick],
                             cols=min(len(pick), 6))  # fmt: skip
         with atomic_output(cfg.figure) as tmp:
-            fig.savefig(tmp, dpi=90)
+            fig.savefig(tmp, dpi=90, format=Path(cfg.figure).suffix.lstrip(".").lower() or "png")
         viz.close(fig)
         print(f"figure   {cfg.figure}")
     if cfg.get("animation"):
         seq = rows[track[rows] == track[rows[0]]][: int(cfg.animation_frames)]
-        with atomic_output(cfg.animation) as tmp:
+        with atomic_output(cfg.animation, keep_suffix=True) as tmp:
             viz.lift_animation(pose2d[seq], pose3d[seq], tmp, fps=int(cfg.fps))
         print(f"animation {cfg.animation} ({len(seq)} frames)")
 

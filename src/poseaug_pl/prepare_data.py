@@ -17,12 +17,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from poseaug_pl.cli import entry_point
-from poseaug_pl.data import PoseDataModule
+from poseaug_pl.data import PoseDataModule, build_datamodule
 from poseaug_pl.evaluation.report import format_table
 
 #: ``dataset=`` converters: name -> (module, function, default split, benchmark written as the
@@ -35,6 +34,38 @@ CONVERTERS = {
     "mpi_inf_3dhp_spin": ("poseaug_pl.data.mpi_inf_3dhp", "convert_spin", "test", "mpi_inf_3dhp"),
     "mupots3d": ("poseaug_pl.data.mupots3d", "convert_mupots3d", "test", "mupots3d"),
 }  # fmt: skip
+
+
+def check_written(tmp: Path, out: Path, dataset: str) -> None:
+    """Read the converted file back as `evaluate` will (`data.load_cross_set`: keys, shapes,
+    finite values, metres and normalised 2D, labels) and check every row, not only the median
+    one: each pose within 5 m of its root and, for camera-frame sets, in front of the camera.
+
+    Raises:
+        DataError: one line naming ``out`` and what is wrong; nothing is written.
+    """
+    import numpy as np
+
+    from poseaug_pl.data import DataError, load_cross_set
+    from poseaug_pl.data.poseset import MAX_METRES
+
+    try:
+        data = load_cross_set(tmp, dataset)
+    except DataError as e:
+        why = str(e).replace(f"{tmp}: ", "")
+        raise DataError(f"{out}: the converted {dataset} set fails the cross-set check ({why}); "
+                        "nothing was written") from None  # fmt: skip
+    pose3d = data.pose3d.numpy()
+    reach = np.abs(pose3d - pose3d[:, :1]).max(axis=(1, 2))
+    root = pose3d[:, 0, 2]
+    bad = {"rows with a joint more than 5 m from the root (another unit?)": reach > MAX_METRES}
+    if (np.abs(root) > 1e-6).any():  # camera-frame 3D (not root-centred): in front of the camera
+        bad["rows with the root at or behind the camera (depth <= 0)"] = root <= 0
+    for what, rows in bad.items():
+        if rows.any():
+            first = int(np.flatnonzero(rows)[0])
+            raise DataError(f"{out}: the converted {dataset} set has {int(rows.sum())} {what}, "
+                            f"first row {first}; nothing was written")  # fmt: skip
 
 
 def convert(cfg: DictConfig) -> Path:
@@ -64,7 +95,15 @@ def convert(cfg: DictConfig) -> Path:
     dropped: dict = {}  # (filled by the converters that leave frames out)
     if "dropped" in inspect.signature(converter).parameters:
         extra["dropped"] = dropped
-    arrays = converter(cfg.root, cfg.split or split, progress=bar, **extra)
+    try:
+        arrays = converter(cfg.root, cfg.split or split, progress=bar, **extra)
+    except DataError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+            RecursionError, MemoryError) as e:  # a file unlike the release's, met unchecked
+        why = type(e).__name__ + (f": {str(e).splitlines()[0][:200]}" if str(e) else "")
+        raise DataError(f"{cfg.root}: {cfg.dataset}'s files are not laid out as the official "
+                        f"release's ({why})") from None  # fmt: skip
     part = next(k for k in ("chunk", "action", "actor") if k in arrays)
     keys = np.char.add(np.char.add(arrays["subject"].astype(str), " / "),
                        arrays[part].astype(str))  # fmt: skip
@@ -75,6 +114,7 @@ def convert(cfg: DictConfig) -> Path:
     with atomic_output(out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays, dataset=np.array(benchmark))
+        check_written(tmp, out, cfg.dataset)  # (a refused file never replaces the output)
     left = ", ".join(f"{n} {why}" for why, n in dropped.items() if n) or "none"
     print(f"{len(arrays['pose3d'])} frames ({cfg.dataset}, {cfg.split or split}; left out: "
           f"{left}): {out}")  # fmt: skip
@@ -87,7 +127,8 @@ def prepare(cfg: DictConfig):
     if cfg.get("dataset"):
         return convert(cfg)
     t0 = time.perf_counter()
-    dm: PoseDataModule = hydra.utils.instantiate(cfg.data)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    dm: PoseDataModule = build_datamodule(data, "config: data")
     dm.setup("fit")
     took = time.perf_counter() - t0
     print(format_table(dm.summary()))

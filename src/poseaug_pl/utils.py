@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import tempfile
 from pathlib import Path
 
 #: The repository's Hydra config tree (``conf/``).
@@ -49,32 +51,85 @@ def fsync_path(path: str | Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+#: A temporary file of `atomic_output` or `probe_folder`: ``.<name>.<pid>.<random>.tmp[suffix]``.
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9]+)?")
+
+
+def _temporary(folder: Path, name: str, suffix: str = "") -> Path:
+    """Create a new, empty temporary file in ``folder`` and return its path: the name holds the
+    process id and a random part (unpredictable), and the file is created exclusively without
+    following a link (`tempfile.mkstemp`: ``O_CREAT | O_EXCL | O_NOFOLLOW``)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.{os.getpid()}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    return Path(tmp)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files (`TEMPORARY`) in ``folder`` (not below it) that a process
+    which no longer runs left behind (killed during a write); returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        m = TEMPORARY.fullmatch(path.name)
+        if not m or path.is_dir() or _alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (ours or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | Path):
+def atomic_output(path: str | Path, keep_suffix: bool = False):
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
 
     The temporary file is created first (in ``path``'s own folder, so the final rename stays on
-    one filesystem), the block writes it, then it is flushed to the disk (fsync) and renamed over
-    ``path`` (``os.replace``), and the folder is synced. A reader, a crash or a full disk never
-    leaves a half-written ``path``: a failure inside the block, or while syncing or renaming,
-    leaves the previous ``path`` (or none) as it was and removes the temporary file.
+    one filesystem; a new, unpredictable name, created exclusively: `_temporary`), the block
+    writes it, then it is flushed to the disk (fsync) and renamed over ``path``
+    (``os.replace``, which replaces a link at ``path`` instead of writing through it), and the
+    folder is synced. A reader, a crash or a full disk never leaves a half-written ``path``: a
+    failure inside the block, or while syncing or renaming, leaves the previous ``path`` (or
+    none) as it was and removes the temporary file (a process killed meanwhile leaves it for
+    `remove_stale_temporaries`).
+
+    Args:
+        keep_suffix: end the temporary name with ``path``'s suffix (for writers that choose the
+            format by it); otherwise it ends in ``.tmp``, so that no ``*.ckpt`` glob counts it.
 
     Raises:
         config.WriteFailed: an `OSError` (disk full, read-only folder, no permission) while
             creating, writing, syncing or renaming the file; other exceptions pass unchanged.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # suffix kept for writers
     existed = path.exists()
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.open("wb").close()  # a read-only or missing folder fails here, before any work
+        # a read-only or missing folder fails here, before any work
+        tmp = _temporary(path.parent, path.stem, path.suffix if keep_suffix else "")
         yield tmp
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         if isinstance(e, Exception) and not _is_write_failed(e) and os_error_behind(e) is not None:
             raise write_failed(path, e, existed) from e
         raise
@@ -97,14 +152,15 @@ def check_writable(path: str | Path) -> None:
 
 def probe_folder(folder: str | Path, named: str | Path) -> None:
     """Create and remove a file in ``folder``; failing, `config.WriteFailed` names ``named``."""
-    probe = Path(folder) / f".write_test.{os.getpid()}"
+    probe = None
     try:
-        probe.open("wb").close()
+        probe = _temporary(Path(folder), "write_test")
     except OSError as e:
         raise write_failed(named, e) from e
     finally:
-        with contextlib.suppress(OSError):
-            probe.unlink(missing_ok=True)
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -27,6 +27,7 @@ from poseaug_pl.data.synthetic import generate
 from poseaug_pl.data.views import raise_camera
 from poseaug_pl.geometry import skeleton
 from poseaug_pl.geometry.camera import elevation_range
+from poseaug_pl.training.config import SET_NAME
 
 #: Test sets filmed by random cameras already: no raised-camera copy.
 RANDOM_VIEW_SETS = ("synthetic_wild",)
@@ -97,6 +98,10 @@ class PoseDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.val_fraction, self.seed = float(val_fraction), int(seed)
         self.cross_sets = dict(cross_sets or {})
+        for name in self.cross_sets:
+            if not SET_NAME.fullmatch(str(name)):
+                raise DataError(f"data.cross_sets: {str(name)[:80]!r} is not a set name (a letter, "
+                                "then letters, digits, '_' or '-'; it names files)")  # fmt: skip
         self._cross: dict[str, PoseSet] = {}  # read by `check`, handed to `setup`
         self._splits: tuple[PoseSet, dict[str, PoseSet]] | None = None  # likewise
         self.train_set: PoseSet | None = None

@@ -118,6 +118,8 @@ def _build(path3d: Path, path2d: Path | None) -> dict:
         for a in sorted(pos3d[s]):
             bar.update()
             x3 = torch.from_numpy(_to_16(path3d, f"positions_3d[{s}][{a}]", pos3d[s][a], 3))
+            check_units(path3d, pose3d=x3[:: max(1, len(x3) // 20)].numpy(),
+                        key3d=f"positions_3d[{s}][{a}]")  # fmt: skip (every sequence: no mix)
             xc = world_to_camera(
                 x3.double(), cams["rot"][si, :, None].double(), cams["trans"][si, :, None].double()
             ).float()  # (4, T, 16, 3)

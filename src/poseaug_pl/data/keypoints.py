@@ -118,7 +118,10 @@ def read_coco(path: Path, data) -> Keypoints:
     xy, score = _coco_rows(items, path)
     if kind == "coco annotations":
         score = (score > 0).astype(np.float64)  # visibility flag: 0 = not labelled
-    ids = np.array([int(a.get("image_id", -1)) for a in items], dtype=np.int64)
+    try:
+        ids = np.array([int(a.get("image_id", -1)) for a in items], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}: an 'image_id' is not an integer of at most 64 bits") from None
     size = None
     if sizes:
         missing = sorted({int(i) for i in ids if i not in sizes})
@@ -180,6 +183,14 @@ def read_videopose(path: Path, npz) -> Keypoints:
                      layout=_videopose_layout(meta if isinstance(meta, dict) else {}))  # fmt: skip
 
 
+#: The largest ``.json`` keypoint file read (COCO's train annotations are about 240 MiB).
+MAX_JSON_BYTES = 1 << 30
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a keypoint file holds")
+
+
 def read_keypoints(path: str | Path) -> Keypoints:
     """Read any supported keypoint file (see the module docstring) by its suffix.
 
@@ -192,8 +203,11 @@ def read_keypoints(path: str | Path) -> Keypoints:
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
-            with open(path) as f:
-                return read_coco(path, json.load(f))
+            if path.stat().st_size > MAX_JSON_BYTES:
+                raise DataError(f"{path}: {path.stat().st_size >> 20} MiB, more than a keypoint "
+                                f"file holds (at most {MAX_JSON_BYTES >> 20} MiB)")  # fmt: skip
+            with open(path, "rb") as f:
+                return read_coco(path, json.load(f, parse_constant=_no_constant))
         if suffix == ".npy":
             return from_array(np.load(path, allow_pickle=False), path)
         if suffix == ".npz":
@@ -220,6 +234,8 @@ def read_keypoints(path: str | Path) -> Keypoints:
         TypeError,
         AttributeError,
         MemoryError,
+        OverflowError,
+        RecursionError,
     ) as e:  # damaged content
         raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     raise DataError(f"{path}: unsupported input type '{suffix}' (expected .json, .npz or .npy)")

@@ -78,6 +78,8 @@ def intrinsics(sequence: str) -> np.ndarray:
 
 #: Valid frames per sequence (the test set's README weights its scenes by them; 2,929 in all).
 VALID_FRAMES = {"TS1": 603, "TS2": 540, "TS3": 505, "TS4": 553, "TS5": 276, "TS6": 452}
+#: More frames than any sequence of the test set has (TS1 has 6,151).
+MAX_FRAMES = 100_000
 #: SPIN's file name in its ``dataset_extras``.
 SPIN_FILE = "mpi_inf_3dhp_valid.npz"
 
@@ -91,27 +93,59 @@ def _h5py():
     return h5py
 
 
+#: The most a dataset of one ``annot_data.mat`` may hold (a sequence's is a few megabytes).
+MAX_DATASET_BYTES = 256 << 20
+
+
+def _dataset(f, key: str, path: Path) -> np.ndarray:
+    """Dataset ``key`` of the open HDF5 file ``f``, read as data: a plain (hard-linked) dataset
+    of numbers stored in the file itself, within `MAX_DATASET_BYTES`. Soft and external links,
+    groups, object references, external or virtual storage are refused before anything is read.
+    """
+    h5py = _h5py()
+    link = f.get(key, getlink=True)
+    if link is None:
+        raise DataError(f"{path}: no {key}")
+    if not isinstance(link, h5py.HardLink):
+        raise DataError(f"{path}: {key} is a {type(link).__name__}, not a dataset stored in "
+                        "this file: refused")  # fmt: skip
+    obj = f[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise DataError(f"{path}: {key} is a {type(obj).__name__}, not a dataset of numbers")
+    if obj.dtype.kind not in "biuf":
+        raise DataError(f"{path}: {key} holds {obj.dtype}, not numbers")
+    if obj.external or obj.is_virtual:
+        raise DataError(f"{path}: {key} is stored outside this file (external or virtual "
+                        "storage): refused")  # fmt: skip
+    size = int(np.prod(obj.shape, dtype=np.float64)) * obj.dtype.itemsize
+    if size > MAX_DATASET_BYTES:
+        raise DataError(f"{path}: {key} declares {obj.shape} ({size / 2**20:.0f} MiB), more than "
+                        f"a sequence holds (at most {MAX_DATASET_BYTES >> 20} MiB)")  # fmt: skip
+    return np.asarray(obj[()])
+
+
 def read_sequence(path: Path, annotation: str) -> dict[str, np.ndarray]:
     """``{pose3d (n, 17, 3) mm, pose2d (n, 17, 2) px, valid (n,), activity (n,)}`` of one
-    ``annot_data.mat``."""
+    ``annot_data.mat`` (each dataset read by `_dataset`)."""
     h5py = _h5py()
+    keys = (annotation, "annot2", "valid_frame", "activity_annotation")
     try:
         with h5py.File(path, "r") as f:
-            keys = (annotation, "annot2", "valid_frame", "activity_annotation")
-            missing = [k for k in keys if k not in f]
-            if missing:
-                raise DataError(f"{path}: no {missing[0]} (needs {', '.join(keys)})")
-            data = {name: f[key][()] for name, key in zip(("pose3d", "pose2d", "valid", "activity"),
-                                                           keys)}  # fmt: skip
-    except OSError as e:
-        raise DataError(f"{path}: not a readable MATLAB v7.3 (HDF5) file ({e})") from None
+            names = ("pose3d", "pose2d", "valid", "activity")
+            data = {name: _dataset(f, key, path) for name, key in zip(names, keys)}
+    except DataError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a readable MATLAB v7.3 (HDF5) file ({why})") from None
     n = len(data["valid"])
-    x3, x2 = np.asarray(data["pose3d"]), np.asarray(data["pose2d"])
-    if x3.shape != (n, 1, 17, 3) or x2.shape != (n, 1, 17, 2):
-        raise DataError(f"{path}: {annotation} {x3.shape} / annot2 {x2.shape}, expected "
-                        f"({n}, 1, 17, 3) / ({n}, 1, 17, 2)")  # fmt: skip
-    return {"pose3d": x3[:, 0], "pose2d": x2[:, 0], "valid": np.asarray(data["valid"]).ravel(),
-            "activity": np.asarray(data["activity"]).ravel()}  # fmt: skip
+    x3, x2 = data["pose3d"], data["pose2d"]
+    if x3.shape != (n, 1, 17, 3) or x2.shape != (n, 1, 17, 2) or data["activity"].size != n:
+        raise DataError(f"{path}: {annotation} {x3.shape} / annot2 {x2.shape} / "
+                        f"activity_annotation {data['activity'].shape}, expected ({n}, 1, 17, 3) "
+                        f"/ ({n}, 1, 17, 2) / {n} values")  # fmt: skip
+    return {"pose3d": x3[:, 0], "pose2d": x2[:, 0], "valid": data["valid"].ravel(),
+            "activity": data["activity"].ravel()}  # fmt: skip
 
 
 def convert_mpi_inf_3dhp(
@@ -203,7 +237,10 @@ def convert_spin(root: str | Path, split: str = "test", progress=None,
         raise DataError(f"{path}: imgname {names.dtype} {names.shape}, part {part.dtype} "
                         f"{part.shape}, S {s.dtype} {s.shape}; expected (N,) strings, (N, 24, 3) "
                         "and (N, 24, 4) numbers")  # fmt: skip
-    names = names.astype(str)
+    try:
+        names = names.astype(str)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: 'imgname' holds names that are not text (UTF-8)") from None
     seqs = [next((q for q in name.replace("\\", "/").split("/") if q in SEQUENCES), None)
             for name in (progress(names) if progress else names)]  # fmt: skip
     if None in seqs:
@@ -230,6 +267,9 @@ def convert_spin(root: str | Path, split: str = "test", progress=None,
         raise DataError(
             f"{path}: image names are not <TSk>/imageSequence/img_<frame>.jpg"
         ) from None
+    if frame and not 0 <= min(frame) <= max(frame) < MAX_FRAMES:
+        raise DataError(f"{path}: an image name gives frame {max(frame, key=abs) + 1}, outside "
+                        f"1 .. {MAX_FRAMES} (a test sequence has a few thousand)")  # fmt: skip
     out = {"pose3d": s[:, idx, :3].astype(np.float32), "pose2d": pose2d.astype(np.float32),
            "subject": seqs, "action": np.array([SEQUENCES[q][0] for q in seqs]),
            "camera": np.zeros(n, np.int8), "frame": np.array(frame, np.int32),

@@ -284,6 +284,14 @@ def safe_pickle_load(file: BinaryIO, path: str | Path, encoding: str = "ASCII") 
     return _load(file, path, encoding)
 
 
+#: An ``.npz`` member may inflate to this many bytes whatever its compressed size ...
+MAX_MEMBER_BYTES = 256 << 20
+#: ... and beyond that to this many times its compressed size (numbers compress about 1-3x) ...
+MAX_INFLATION = 20
+#: ... and never beyond this.
+MAX_ARCHIVE_BYTES = 8 << 30
+
+
 class SafeNpz:
     """An ``.npz`` archive read like ``np.load(path)``, without running code.
 
@@ -327,11 +335,22 @@ class SafeNpz:
         if key not in self._members:
             raise KeyError(f"{key} is not a file in the archive")
         name = self._members[key]
+        info = self.zip.getinfo(name)
+        budget = max(MAX_MEMBER_BYTES, MAX_INFLATION * info.compress_size)
+        if info.file_size > min(budget, MAX_ARCHIVE_BYTES):
+            raise DataError(f"{self.path}: '{key}' inflates to {info.file_size / 2**20:.0f} MiB "
+                            f"from {info.compress_size / 2**20:.1f} MiB, more than such a file "
+                            "holds: refused")  # fmt: skip
         with self.zip.open(name) as f:
             version = npy_format.read_magic(f)
             read_header = (npy_format.read_array_header_1_0 if version == (1, 0)
                            else npy_format.read_array_header_2_0)  # fmt: skip
-            _, _, dtype = read_header(f)
+            shape, _, dtype = read_header(f)
+            declared = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if not dtype.hasobject and declared > info.file_size:
+                raise DataError(f"{self.path}: '{key}' declares {shape} {dtype} "
+                                f"({declared / 2**20:.0f} MiB) in a {info.file_size} byte member: "
+                                "refused")  # fmt: skip
             if dtype.hasobject:
                 arr = _load(f, self.path, member=key)
                 if not isinstance(arr, np.ndarray):

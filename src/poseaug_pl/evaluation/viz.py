@@ -101,7 +101,7 @@ def save_figure_keep(fig, path: str | Path) -> Path:
     (`utils.atomic_output`: a failed write raises `config.WriteFailed`, the old file kept)."""
     path = Path(path)
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=90)
+        fig.savefig(tmp, dpi=90, format=path.suffix.lstrip(".").lower() or "png")
     return path
 
 

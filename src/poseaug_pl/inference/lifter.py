@@ -71,6 +71,12 @@ class Prepared:
                 "size and that the keypoints are pixels")  # fmt: skip
 
 
+#: Image sizes accepted, in pixels (a thumbnail to a gigapixel panorama's side).
+MIN_IMAGE_PX, MAX_IMAGE_PX = 16, 65536
+#: A person's keypoints span at least this many pixels (a median below it means another unit).
+MIN_POSE_SPAN_PX = 4.0
+
+
 def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: bool = True,
             image_size=None, require_valid: bool = True) -> Prepared:  # fmt: skip
     """Convert read keypoints to the estimator's normalised 16-joint input.
@@ -86,10 +92,25 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
 
     Raises:
         DataError: no image size, a layout that does not fit (or, with ``auto``, none that can
-            be told with confidence: `poseaug_pl.data.layouts.detect_layout`), or no pose left to
-            lift.
+            be told with confidence: `poseaug_pl.data.layouts.detect_layout`), no pose left to
+            lift, keypoints that are not pixels (beyond twice `MAX_IMAGE_PX`, or poses spanning
+            less than `MIN_POSE_SPAN_PX`), an image size outside `MIN_IMAGE_PX` ..
+            `MAX_IMAGE_PX`.
     """
     present = (kp.score >= min_score) & (kp.score > 0)  # a score of 0 is a missing point
+    if present.any():  # pixels, before anything reads their shape
+        xy = kp.xy[present]
+        if not (np.abs(xy) <= MAX_IMAGE_PX * 2).all():
+            raise DataError(f"keypoints must be pixels of the image: a coordinate of "
+                            f"{np.abs(xy).max():.3g} is not one")  # fmt: skip
+        rows = present.any(1)  # poses with a point
+        per_pose = np.where(present[rows, :, None], kp.xy[rows], np.nan)
+        span = np.nanmax(per_pose, 1) - np.nanmin(per_pose, 1)  # (N, 2) extent of each pose
+        typical = float(np.median(span.max(1)))
+        if typical < MIN_POSE_SPAN_PX:
+            raise DataError(f"keypoints must be pixels: the median pose spans {typical:.3g} "
+                            "(metres or normalised coordinates?); convert them to pixels of "
+                            "the image")  # fmt: skip
     try:
         if layout == "auto":
             layout = kp.layout or detect_layout(kp.xy, present)
@@ -103,8 +124,10 @@ def prepare(kp: Keypoints, layout: str = "auto", min_score: float = 0.3, fill: b
             raise DataError(f"the input ({kp.kind}) carries no image size for {int(unknown.sum())} "
                             "poses: pass image_width= and image_height= (pixels)")  # fmt: skip
         size[unknown] = np.asarray(image_size, dtype=np.float64)
-    if (size <= 0).any():
-        raise DataError("image width and height must be positive")
+    if not ((size >= MIN_IMAGE_PX) & (size <= MAX_IMAGE_PX)).all():
+        bad = size[~((size >= MIN_IMAGE_PX) & (size <= MAX_IMAGE_PX)).all(1)][0]
+        raise DataError(f"image width and height must be {MIN_IMAGE_PX} to {MAX_IMAGE_PX:,} "
+                        f"pixels, got {bad[0]:g} x {bad[1]:g}")  # fmt: skip
     margin = OUTSIDE_MARGIN * size.max(1)[:, None, None]
     beyond = present & ((kp.xy < -margin) | (kp.xy > size[:, None, :] + margin)).any(-1)
     if not present.any():

@@ -54,7 +54,42 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
         raise DataError(f"{path}: not a readable {what} ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise DataError(f"{path}: not a poseaug-pl training checkpoint (no state_dict)")
+    check_tensor_sizes(ckpt, path, path.stat().st_size)
     return ckpt
+
+
+def _tensors(node, depth: int = 0):
+    """Every tensor in nested dicts, lists and tuples (at most 32 levels deep)."""
+    if isinstance(node, torch.Tensor):
+        yield node
+    elif depth < 32 and isinstance(node, dict):
+        for value in node.values():
+            yield from _tensors(value, depth + 1)
+    elif depth < 32 and isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _tensors(value, depth + 1)
+
+
+def check_tensor_sizes(ckpt: dict, path, file_bytes: int) -> None:
+    """Refuse tensors larger than the file that holds them, before anything uses them: each
+    tensor's elements must lie in bytes of its own storage (no stride-0 or overlapping view of a
+    few bytes posing as a large weight), and all of them together in about the file's size.
+
+    Raises:
+        DataError: one line naming the file and the first such tensor's shape.
+    """
+    total = 0
+    for t in _tensors(ckpt):
+        size = t.numel() * t.element_size()
+        total += size
+        if size > t.untyped_storage().nbytes() or (t.numel() and min(t.stride(), default=1) < 0):
+            stored = t.untyped_storage().nbytes()
+            raise DataError(f"{path}: a {tuple(t.shape)} tensor that its {stored} stored bytes "
+                            "cannot hold (a view posing as a larger tensor): refused")  # fmt: skip
+    if total > file_bytes * 1.05 + (1 << 20):
+        raise DataError(f"{path}: its tensors claim {total / 2**20:.0f} MiB, more than the "
+                        f"{file_bytes / 2**20:.0f} MiB file holds (views sharing storage): "
+                        "refused")  # fmt: skip
 
 
 def sub_state(ckpt: dict, prefix: str) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -11,6 +12,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from poseaug_pl.geometry.camera import elevation_range
 from poseaug_pl.models.registry import NETWORKS
 from poseaug_pl.training.losses import LOSS_FORM
+
+#: A test set's name: also a file name (``predictions/<name>.npz``) and a W&B key.
+SET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -45,6 +49,18 @@ def _is_num(v) -> bool:
 
 def _int_at_least(lo: int):
     return (lambda v: _is_int(v) and v >= lo), f"an integer >= {lo}"
+
+
+def _int_between(lo: int, hi: int):
+    """An integer in ``[lo, hi]``: ``hi`` a ceiling far above any real use, so that a typo or a
+    received file cannot ask for more memory than the machine has."""
+    return (lambda v: _is_int(v) and lo <= v <= hi), f"an integer from {lo} to {hi:,}"
+
+
+#: Ceilings of sizes (`_int_between`): network widths, depths, data sizes.
+MAX_WIDTH, MAX_DEPTH, MAX_SEQUENCES, MAX_BATCH = 16384, 64, 100_000, 1 << 20
+#: The most synthetic training pairs (sequences x 4 cameras x frames) a config may ask for.
+MAX_SYNTHETIC_PAIRS = 20_000_000
 
 
 def _positive():
@@ -96,10 +112,7 @@ CHECKS = {
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
         "an integer >= 1",
     ),  # noqa: E501
-    "data.batch_size": (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-        "an integer >= 1",
-    ),  # noqa: E501
+    "data.batch_size": _int_between(1, MAX_BATCH),
     "data.stride": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
         "an integer >= 1",
@@ -108,7 +121,10 @@ CHECKS = {
         lambda v: isinstance(v, str) and v != "",
         "a keypoint source name ('gt', 'sh_pt_mpii', ...)",
     ),  # noqa: E501
-    "data.cross_sets": (lambda v: isinstance(v, DictConfig), "a mapping name: path"),
+    "data.cross_sets": (
+        lambda v: isinstance(v, DictConfig) and all(SET_NAME.fullmatch(str(k)) for k in v),
+        "a mapping name: path, each name a letter then letters, digits, '_' or '-' (at most 64)",
+    ),
     "data.raised_camera": VIEW_RANGE,
     "model.warmup_epochs": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
@@ -122,10 +138,7 @@ CHECKS = {
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
         "a number",
     ),  # noqa: E501
-    "model.estimator.channels": (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-        "an integer >= 1",
-    ),  # noqa: E501
+    "model.estimator.channels": _int_between(1, MAX_WIDTH),
     "model.estimator_ckpt": (
         lambda v: v is None or isinstance(v, str),
         "a checkpoint path or null",
@@ -155,17 +168,13 @@ CHECKS.update(
         "model.hard_ratio.ba_half_width": _non_negative(),
         "model.d_every": _int_at_least(1),
         **{
-            k: _int_at_least(1)
-            for k in (
-                "model.augmentor.hidden",
-                "model.augmentor.stages",
-                "model.d3d.channels",
-                "model.d3d.mid",
-                "model.d2d.width",
-                "model.estimator.blocks",
-            )
+            k: _int_between(1, MAX_WIDTH)
+            for k in ("model.augmentor.hidden", "model.d3d.channels", "model.d3d.mid",
+                      "model.d2d.width")
         },  # fmt: skip
-        "model.augmentor.noise_dim": _int_at_least(0),
+        **{k: _int_between(1, MAX_DEPTH) for k in ("model.augmentor.stages",
+                                                   "model.estimator.blocks")},  # fmt: skip
+        "model.augmentor.noise_dim": _int_between(0, MAX_WIDTH),
         "model.augmentor.max_length_ratio": _non_negative(),
         "model.augmentor.min_depth": _non_negative(),
         "model.estimator.dropout": (
@@ -197,15 +206,15 @@ CHECKS.update(
             )
             for role, table in NETWORKS.items()
         },
-        "model.pool_size": _int_at_least(1),
+        "model.pool_size": _int_between(1, MAX_BATCH * 16),
         "model.warmup_steps": _int_at_least(0),
         "model.real_finish_epochs": _int_at_least(0),
         "model.grad_clip": _non_negative(),  # 0 turns clipping off
-        "data.eval_batch_size": _int_at_least(1),
-        "data.train_sequences": _int_at_least(1),
-        "data.test_sequences": _int_at_least(0),
-        "data.wild_sequences": _int_at_least(0),
-        "data.frames": _int_at_least(1),
+        "data.eval_batch_size": _int_between(1, MAX_BATCH),
+        "data.train_sequences": _int_between(1, MAX_SEQUENCES),
+        "data.test_sequences": _int_between(0, MAX_SEQUENCES),
+        "data.wild_sequences": _int_between(0, MAX_SEQUENCES),
+        "data.frames": _int_between(1, MAX_SEQUENCES),
         "callbacks.collapse_guard.on_collapse": (
             (lambda v: v in ("warn", "stop", "restore")),
             "'warn', 'stop' or 'restore'",
@@ -255,6 +264,12 @@ def _relations(cfg: DictConfig) -> None:
         raise ConfigError(
             f"config: data.batch_size={batch} > model.pool_size={pool}: the fake "
             "pools must hold at least one batch; raise model.pool_size"
+        )
+    seqs, frames = _get(cfg, "data.train_sequences"), _get(cfg, "data.frames")
+    if _is_int(seqs) and _is_int(frames) and seqs * 4 * frames > MAX_SYNTHETIC_PAIRS:
+        raise ConfigError(
+            f"config: data.train_sequences={seqs} x 4 cameras x data.frames={frames} is "
+            f"{seqs * 4 * frames:,} training pairs, more than {MAX_SYNTHETIC_PAIRS:,}: lower them"
         )
     name = _get(cfg, "model.estimator.name")
     if (
