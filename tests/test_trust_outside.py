@@ -380,3 +380,49 @@ def test_a_killed_run_resumes_with_ckpt_path_alone_in_its_folder(tmp_path):
         assert b[name]["mpjpe"] == pytest.approx(a[name]["mpjpe"], abs=1e-4), name
     r = cli("train", f"ckpt_path={last}", "model.estimator.channels=32")
     assert "changes what the resumed run trained" in _one_error(r)
+
+
+def _damaged_3dpw(root: Path, field: str, value) -> None:
+    import pickle
+
+    from test_convert_3dpw import write_sequence
+
+    (root / "test").mkdir(parents=True)
+    path = root / "test" / "seq.pkl"
+    write_sequence(path, np.random.default_rng(0))
+    seq = pickle.loads(path.read_bytes())
+    seq[field] = value
+    path.write_bytes(pickle.dumps(seq, protocol=2))
+
+
+@pytest.mark.parametrize("field,value", [
+    ("jointPositions", 3.0), ("cam_poses", "abc"), ("cam_poses", np.zeros(16)),
+    ("campose_valid", "yes"), ("cam_intrinsics", np.zeros(2)),
+])  # fmt: skip
+def test_a_3dpw_file_with_wrong_types_is_one_line(tmp_path, field, value):
+    _damaged_3dpw(tmp_path / "3dpw", field, value)
+    out = tmp_path / "out.npz"
+    r = cli("prepare_data", "dataset=3dpw", f"root={tmp_path / '3dpw'}", f"output={out}")
+    _one_error(r)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["integer keys", "list for dict", "string for arrays"])
+def test_a_humaneva_file_with_wrong_types_is_one_line(tmp_path, damage):
+    from test_convert_humaneva import write_fixture
+
+    root = tmp_path / "humaneva"
+    root.mkdir()
+    write_fixture(root)
+    pos3d = np.load(root / "data_3d_humaneva15.npz", allow_pickle=True)["positions_3d"].item()
+    if damage == "integer keys":
+        pos3d = {i: v for i, v in enumerate(pos3d.values())}
+    elif damage == "list for dict":
+        pos3d = {k: list(v.values()) for k, v in pos3d.items()}
+    else:
+        pos3d = {k: {a: "not an array" for a in v} for k, v in pos3d.items()}
+    np.savez(root / "data_3d_humaneva15.npz", positions_3d=np.array(pos3d, dtype=object))
+    out = tmp_path / "out.npz"
+    r = cli("prepare_data", "dataset=humaneva", f"root={root}", f"output={out}")
+    _one_error(r)
+    assert not out.exists()

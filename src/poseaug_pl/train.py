@@ -43,7 +43,7 @@ from poseaug_pl.models.ckpt import (
 from poseaug_pl.sweep import objective
 from poseaug_pl.training import runfolder, tracking
 from poseaug_pl.training.checkpoint_io import AtomicCheckpointIO
-from poseaug_pl.training.config import check_devices, validate
+from poseaug_pl.training.config import ConfigError, check_devices, validate
 from poseaug_pl.training.health import NETWORKS
 from poseaug_pl.training.module import PoseAugModule
 from poseaug_pl.training.resume import logged_step
@@ -198,6 +198,11 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
     if (warning := from_scratch_warning(cfg)) and rank_zero_only.rank == 0:
         log.warning(warning)
     resumed = check_checkpoints(cfg)
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    if resumed is not None and isinstance(epochs, int) and resumed["epoch"] + 1 > epochs:
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} has trained {resumed['epoch'] + 1} epochs, "
+                          f"more than trainer.max_epochs={epochs}: resume with "
+                          f"trainer.max_epochs={resumed['epoch'] + 2} or more to train on")  # fmt: skip
     runfolder.check_new_run(output_dir(cfg), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(OmegaConf.to_container(cfg.data, resolve=True), "config: data")
