@@ -199,10 +199,11 @@ def train(cfg: DictConfig, extra_callbacks=()) -> dict:
         log.warning(warning)
     resumed = check_checkpoints(cfg)
     epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
-    if resumed is not None and isinstance(epochs, int) and resumed["epoch"] + 1 > epochs:
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path} has trained {resumed['epoch'] + 1} epochs, "
-                          f"more than trainer.max_epochs={epochs}: resume with "
-                          f"trainer.max_epochs={resumed['epoch'] + 2} or more to train on")  # fmt: skip
+    done = resumed["epoch"] + 1 if resumed is not None else 0
+    if isinstance(epochs, int) and done > epochs:
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} has trained {done} epochs, more than "
+                          f"trainer.max_epochs={epochs}: resume with trainer.max_epochs="
+                          f"{done + 1} or more to train on")  # fmt: skip
     runfolder.check_new_run(output_dir(cfg), cfg.get("ckpt_path"), bool(cfg.get("overwrite")))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(OmegaConf.to_container(cfg.data, resolve=True), "config: data")
