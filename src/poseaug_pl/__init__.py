@@ -2,17 +2,27 @@
 PyTorch Lightning and Hydra.
 
 ``from poseaug_pl import Lifter`` lifts 2D keypoints with a trained checkpoint
-(`poseaug_pl.inference.lifter`).
+(`poseaug_pl.inference.lifter`); ``from poseaug_pl import PoseAugModule`` is the
+LightningModule (`poseaug_pl.training.module`). The flat module paths of earlier releases
+(``poseaug_pl.module``, ``poseaug_pl.skeleton``, ...) still import, with a deprecation
+warning (`poseaug_pl._moved`).
 """
+
+from poseaug_pl import _moved
 
 __version__ = "0.1.0"
 
-__all__ = ["Lifter"]
+__all__ = ["Lifter", "PoseAugModule"]
+
+#: the package's main classes, imported on first use (``import poseaug_pl`` stays light)
+_MAIN = {"Lifter": "poseaug_pl.inference.lifter", "PoseAugModule": "poseaug_pl.training.module"}
+
+_moved.install()
 
 
-def __getattr__(name):  # keep ``import poseaug_pl`` light: the Lifter loads torch on first use
-    if name == "Lifter":
-        from poseaug_pl.inference.lifter import Lifter
+def __getattr__(name):
+    if name in _MAIN:
+        import importlib
 
-        return Lifter
+        return getattr(importlib.import_module(_MAIN[name]), name)
     raise AttributeError(f"module 'poseaug_pl' has no attribute {name!r}")

@@ -102,6 +102,12 @@ def composition_error_line(e: Exception, config_name: str, overrides=()) -> str:
         lines = lines[: lines.index("Config search path:")]
     lines = [line for line in lines if line and not line.startswith("See https://hydra.cc")]
     if isinstance(e, OverrideParseException):
+        key = str(e.override or "").lstrip("+~").split("=", 1)[0]
+        digit = next((part for part in key.split(".") if part[:1].isdigit()), None)
+        if digit:
+            return (f"config: cannot parse the override {e.override!r}: a key may not start with "
+                    f"a digit ({digit!r}); name it with a letter first, e.g. "
+                    f"{str(e.override).split(key)[0]}{key.replace(digit, 'set_' + digit, 1)}=...")  # fmt: skip
         why = [line for line in lines if not line.startswith("Error parsing override")]
         return (f"config: cannot parse the override {e.override!r}: "
                 f"{why[0] if why else 'not key=value'} (overrides are key=value)")  # fmt: skip
@@ -177,6 +183,20 @@ def check_group_overrides() -> None:
                                   f"option with {group}={value}")  # fmt: skip
 
 
+def checkpoint_argument(arg: str) -> str:
+    """``ckpt_path=<run folder>`` as ``ckpt_path=<run>/checkpoints/best.ckpt`` (``last.ckpt``
+    when it has no best), said on stderr; any other argument unchanged."""
+    key, sep, value = arg.partition("=")
+    if key != "ckpt_path" or not sep or not os.path.isdir(value):
+        return arg
+    for name in ("best.ckpt", "last.ckpt"):
+        path = os.path.join(value, "checkpoints", name)
+        if os.path.isfile(path):
+            print(f"ckpt_path={value} is a run folder: using {path}", file=sys.stderr)
+            return f"ckpt_path={path}"
+    return arg
+
+
 def entry_point(config_name: str, task):
     """A Hydra main for ``task(cfg)`` with config ``conf/<config_name>.yaml``.
 
@@ -224,6 +244,8 @@ def entry_point(config_name: str, task):
             from poseaug_pl.training.resumed_run import run_folder_argument
 
             sys.argv[1:] = run_folder_argument(sys.argv[1:])
+        else:  # ckpt_path=<run folder>: its checkpoint
+            sys.argv[1:] = [checkpoint_argument(a) for a in sys.argv[1:]]
         with one_line_composition_errors(config_name):
             return main(*args, **kwargs)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -78,28 +79,59 @@ def epoch_offset(run_dir: str | Path, root: str | Path | None = None) -> int:
     return int(epoch) + 1 if isinstance(epoch, int) and 0 <= epoch < 1_000_000 else 0
 
 
+#: A default run folder's name: Hydra's date and time (conf/hydra/default.yaml).
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(-\d+)?")
+
+
+def run_label(arg: str) -> tuple[str, Path]:
+    """``(label, folder)`` of a command-line run: ``NAME=FOLDER`` names it; else the folder's
+    name, or, for a default folder named by its date and time, ``<experiment> seed <k>`` from
+    its saved config (read as data)."""
+    name, sep, folder = arg.partition("=")
+    if sep and name and not Path(arg).exists():
+        return name, Path(folder)
+    path = Path(arg)
+    label = path.name or str(path)
+    if TIMESTAMP.fullmatch(label):
+        from poseaug_pl.training.runfolder import run_config
+
+        try:
+            run = run_config(path / "checkpoints" / "any.ckpt")
+        except ValueError:  # an unreadable config: the folder's name
+            run = None
+        if run is not None and run.get("experiment_name"):
+            label = f"{run.get('experiment_name')} seed {run.get('seed', '?')}"
+    return label, path
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the comparison table of the given run folders."""
     ap = argparse.ArgumentParser(prog="python -m poseaug_pl.compare", description=__doc__)
-    ap.add_argument("runs", nargs="+", help="run folders (with metrics.json)")
-    ap.add_argument("--reference", help="run folder to compare MPJPE against")
+    ap.add_argument("runs", nargs="+", help="run folders (with metrics.json), each as FOLDER or "
+                    "NAME=FOLDER (the row's label; default: the folder's name, or experiment and "
+                    "seed for a folder named by its date)")  # fmt: skip
+    ap.add_argument("--reference", help="run folder (or NAME=FOLDER) to compare MPJPE against")
     args = ap.parse_args(argv)
     runs = {}
     for r in args.runs:  # an unfinished run is left out of the table, with a warning
+        label, folder = run_label(r)
+        while label in runs:  # two runs of one label: tell them apart
+            label = f"{label} ({folder.name})" if folder.name not in label else label + "'"
         try:
-            runs[Path(r).name] = load_metrics(r)
+            runs[label] = load_metrics(folder)
         except (FileNotFoundError, ValueError) as e:
             print(f"warning: {e}; left out", file=sys.stderr)
-    try:
-        ref = load_metrics(args.reference) if args.reference else None
-    except (FileNotFoundError, ValueError) as e:
-        print(f"warning: {e}; no comparison against it", file=sys.stderr)
-        ref = None
+    ref, name = None, None
+    if args.reference:
+        name, folder = run_label(args.reference)
+        try:
+            ref = load_metrics(folder)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"warning: {e}; no comparison against it", file=sys.stderr)
     if not runs:
         raise SystemExit("error: none of the runs has a metrics.json")
     print(format_table(metric_rows(runs)))
     if ref is not None:
-        name = Path(args.reference).name
         print(f"\nMPJPE (mm), change against {name}:")
         print(format_table(summary_rows({name: ref, **runs}, reference=name)))
 

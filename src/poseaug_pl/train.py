@@ -15,6 +15,7 @@ Writes, under the Hydra run folder: ``checkpoints/last.ckpt`` and ``checkpoints/
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -105,7 +106,34 @@ def check_checkpoints(cfg: DictConfig) -> dict | None:
             if key == "ckpt_path":
                 check_resumable(ckpt, path)
                 resumed = ckpt
+            else:  # another network's weights: say which override fits, before any data loads
+                roles = ("estimator",) if key == "model.estimator_ckpt" else ("augmentor", "d3d",
+                                                                              "d2d")  # fmt: skip
+                for role in roles:
+                    check_same_network(cfg, ckpt, path, key, role)
     return resumed
+
+
+def check_same_network(cfg: DictConfig, ckpt: dict, path, key: str, role: str) -> None:
+    """Refuse a checkpoint whose ``role`` network differs from the one ``cfg`` builds in a
+    setting both name (another width, depth or network), naming the overrides that fit it.
+
+    Raises:
+        ConfigError: one line with ``model.<role>.<setting>=<the checkpoint's>`` to add.
+    """
+    theirs = (ckpt.get("hyper_parameters") or {}).get(role)
+    ours = OmegaConf.select(cfg, f"model.{role}", default=None)
+    if not isinstance(theirs, dict) or ours is None:
+        return
+    ours = OmegaConf.to_container(ours, resolve=True)
+    differ = [k for k in ("name", "channels", "blocks", "hidden", "stages", "mid", "width",
+                          "noise_dim") if k in theirs and k in ours and theirs[k] != ours[k]]  # fmt: skip
+    if differ:
+        fits = " ".join(f"model/{role}={theirs[k]}" if k == "name" else
+                        f"model.{role}.{k}={theirs[k]}" for k in differ)  # fmt: skip
+        raise ConfigError(f"{key}={path} holds {role} weights with "
+                          f"{', '.join(f'{k}={theirs[k]}' for k in differ)}, this run builds "
+                          f"{', '.join(f'{k}={ours[k]}' for k in differ)}: add {fits}")  # fmt: skip
 
 
 def check_resumable(ckpt: dict, path) -> None:
@@ -239,7 +267,11 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
     trainer.fit(model, datamodule=dm, ckpt_path=resumed)
     before = getattr(model, "resumed_epochs", 0) if resumed else 0  # (test reloads another ckpt)
     took = time.perf_counter() - t0
-    if not cfg.get("test", True) or trainer.interrupted:
+    if trainer.interrupted:
+        return {}
+    if not cfg.get("test", True):
+        if trainer.is_global_zero:
+            print_untested_summary(cfg, trainer, took, before if resumed else None)
         return {}
     ckpt = trainer.checkpoint_callback
     best = (ckpt.best_model_path or ckpt.last_model_path) if ckpt else None
@@ -267,6 +299,29 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
     print(f"run folder: {out}\ncheckpoints: {out / 'checkpoints'}\nmetrics: {out / 'metrics.json'}"
           f"\nfigures: {figure.parent}")  # fmt: skip
     return metrics
+
+
+def print_untested_summary(cfg: DictConfig, trainer: L.Trainer, took: float, before) -> None:
+    """The end of a run without test (an augmentor pretraining): epochs, folder, checkpoints
+    and the last plausibility line (augmented against real poses), if the run wrote one."""
+    out = output_dir(cfg)
+    epochs = f"{trainer.current_epoch - (before or 0)} epochs in {took:.0f}s" + (
+        f" (resumed after {before}: {trainer.current_epoch} in all)" if before is not None else ""
+    )
+    print(f"\n{cfg.get('experiment_name', 'run')}: {epochs} (test=false: no test sets)")
+    report = out / "plausibility.jsonl"
+    lines = report.read_text().splitlines() if report.is_file() else []
+    try:
+        last = json.loads(lines[-1]) if lines else None
+        aug, real = last["augmented"], last["real"]
+        print(f"plausibility, last epoch: upright {aug['upright']:.0%} (real {real['upright']:.0%}),"
+              f" 2D scale {aug['scale_2d']:.2f}x, elevation {aug['elevation_deg']:.1f} deg (real "
+              f"{real['elevation_deg']:.1f}), discriminators' accuracy D3d {aug['d3d_acc']:.2f} "
+              f"D2d {aug['d2d_acc']:.2f}")  # fmt: skip
+    except (ValueError, KeyError, TypeError, IndexError):
+        pass
+    print(f"run folder: {out}\ncheckpoints: {out / 'checkpoints'}"
+          + (f"\nplausibility: {report}" if report.is_file() else ""))  # fmt: skip
 
 
 def tested_checkpoint(path: str | None, model, trainer: L.Trainer) -> dict:

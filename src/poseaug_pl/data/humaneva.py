@@ -75,6 +75,14 @@ def normalise(px: np.ndarray) -> np.ndarray:
 def _sequences(root: Path, split: str):
     """``(subject, action, world 3D, [2D per camera])`` of a split, in the files' order."""
     path3d, path2d = root / "data_3d_humaneva15.npz", root / "data_2d_humaneva15_gt.npz"
+    missing = [p.name for p in (path3d, path2d) if not p.is_file()]
+    if missing:
+        found = sorted(p.name for p in root.glob("*.npz"))[:3] if root.is_dir() else []
+        raise DataError(f"{root}: no {' or '.join(missing)}; root is the folder of VideoPose3D's "
+                        "HumanEva-I files (data_3d_humaneva15.npz, data_2d_humaneva15_gt.npz: "
+                        "VideoPose3D's DATASETS.md makes them)"
+                        + (f"; it holds {', '.join(found)} (a converted cross set? use it with "
+                           "+data.cross_sets.humaneva=<file>)" if found else ""))  # fmt: skip
     pos3d = load_npz(path3d, ("positions_3d",))["positions_3d"]
     pos2d = load_npz(path2d, ("positions_2d",))["positions_2d"]
     if not isinstance(pos3d, dict) or not isinstance(pos2d, dict):

@@ -30,12 +30,15 @@ of SPIN's file, the sum of the valid frames the test set's README lists per sequ
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from poseaug_pl.data.poseset import DataError
 from poseaug_pl.geometry.camera import intrinsics_9
+
+log = logging.getLogger(__name__)
 
 #: The 17 test joints (head top, neck, right shoulder, elbow, wrist, left shoulder, elbow,
 #: wrist, right hip, knee, ankle, left hip, knee, ankle, pelvis, spine, head) for each of
@@ -183,6 +186,11 @@ def convert_mpi_inf_3dhp(
         seq = read_sequence(root / name / "annot_data.mat", annotation)
         scene, w, h = SEQUENCES[name]
         frames = np.flatnonzero(seq["valid"] == 1)
+        if len(frames) != VALID_FRAMES[name]:  # another release of the file, or a damaged one
+            log.warning("%s: %d valid frames, where the test set's README lists %d: not the "
+                        "release the published numbers use (compare its download date and "
+                        "size); converted as it is", root / name / "annot_data.mat",
+                        len(frames), VALID_FRAMES[name])  # fmt: skip
         if dropped is not None:
             why = "not valid (valid_frame 0)"
             dropped[why] = dropped.get(why, 0) + len(seq["valid"]) - len(frames)

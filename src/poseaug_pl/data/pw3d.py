@@ -82,10 +82,14 @@ def convert_3dpw(
     """
     if split not in SPLITS:
         raise DataError(f"split must be one of {list(SPLITS)} for 3dpw, got {split!r}")
-    folder = Path(root).expanduser() / split
+    root = Path(root).expanduser()
+    if not (root / split).is_dir() and (root / "sequenceFiles" / split).is_dir():
+        root = root / "sequenceFiles"  # the dataset's own root: its sequenceFiles folder
+    folder = root / split
     files = sorted(folder.glob("*.pkl"))
     if not files:
-        raise DataError(f"{folder}: no sequence files (*.pkl); root is the sequenceFiles folder")
+        raise DataError(f"{folder}: no sequence files (*.pkl); root is 3DPW's folder (or its "
+                        "sequenceFiles folder)")  # fmt: skip
     parts = {k: [] for k in ("pose3d", "pose2d", "subject", "actor", "camera", "frame", "cam")}
     for path in progress(files) if progress else files:
         seq = read_sequence(path)

@@ -45,6 +45,9 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
         DataError: the file is missing, unreadable or truncated, or holds no ``state_dict``.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a {what}: name a .ckpt file, or a run folder "
+                        "holding checkpoints/best.ckpt")  # fmt: skip
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
     try:
