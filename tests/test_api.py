@@ -33,3 +33,21 @@ def test_the_old_module_path_of_the_lightning_module():
     from poseaug_pl.training.module import PoseAugModule as today
 
     assert PoseAugModule is today
+
+
+@pytest.mark.parametrize("command,override", [
+    ("train", "experiment=poseaug_h36mm"), ("train", "model.estimator.chanels=3"),
+    ("evaluate", "data=h36mm"), ("predict", "layoutt=coco"),
+])  # fmt: skip
+def test_a_misspelt_name_answers_before_torch_loads(command, override):
+    """The one line for a name that does not compose comes before the heavy imports (about a
+    second, not the seconds torch and Lightning take)."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", f"poseaug_pl.{command}",
+                        override], capture_output=True, text=True, timeout=120)  # fmt: skip
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1 and "did you mean" in errors[0], r.stderr[-800:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "torch" not in imported and "lightning" not in imported

@@ -9,7 +9,7 @@ import pytest
 from helpers import cli
 from poseaug_pl.data import generate
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # a 20-epoch real training (h36m_run)
 
 
 def test_per_action_table_sums_back_to_the_overall_mpjpe(h36m_run):

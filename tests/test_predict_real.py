@@ -18,7 +18,7 @@ from poseaug_pl.data.h36m import TEST_SUBJECTS
 from poseaug_pl.geometry import skeleton as sk
 from poseaug_pl.geometry.camera import h36m_cameras, project_to_2d, world_to_camera
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # a 20-epoch real training (h36m_run)
 
 STRIDE = 50  # as h36m_run (conftest)
 #: Human3.6M 32-joint mocap -> the common 17-joint layout (neck/nose at 9).

@@ -20,6 +20,25 @@ _MAIN = {"Lifter": "poseaug_pl.inference.lifter", "PoseAugModule": "poseaug_pl.t
 _moved.install()
 
 
+def _precheck() -> None:
+    """Under ``python -m poseaug_pl.<command>``, check the command line's config names before
+    the command's heavy imports (`cli.precheck`)."""
+    import sys
+
+    argv = getattr(sys, "orig_argv", [])
+    if sys.argv[:1] != ["-m"] or "-m" not in argv:  # (sys.argv[0] is "-m" while it starts)
+        return
+    i = argv.index("-m")
+    package, _, command = (argv[i + 1] if i + 1 < len(argv) else "").partition(".")
+    from poseaug_pl.cli import COMMANDS, precheck
+
+    if package == "poseaug_pl" and command in COMMANDS:
+        precheck(command, argv[i + 2 :])
+
+
+_precheck()
+
+
 def __getattr__(name):
     if name in _MAIN:
         import importlib

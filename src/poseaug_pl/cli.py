@@ -21,8 +21,7 @@ from hydra.errors import (
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from poseaug_pl.data import DataError
-from poseaug_pl.training.config import ConfigError, TrainingDiverged, WriteFailed
+from poseaug_pl.errors import ConfigError, DataError, TrainingDiverged, WriteFailed
 from poseaug_pl.utils import CONFIG_DIR
 
 
@@ -181,6 +180,30 @@ def check_group_overrides() -> None:
             if (CONFIG_DIR / group).is_dir():
                 raise ConfigError(f"config: {key} is a config group, not a setting: choose its "
                                   f"option with {group}={value}")  # fmt: skip
+
+
+#: The Hydra commands (``python -m poseaug_pl.<name>``, config ``conf/<name>.yaml``).
+COMMANDS = ("train", "evaluate", "predict", "export", "prepare_data", "bench")
+
+
+def precheck(command: str, args: list[str]) -> None:
+    """Compose ``command``'s config from the command line's ``args`` before the command loads
+    torch and Lightning (seconds): a misspelt experiment, group option or key, or an override
+    that does not parse, ends the program here with the same one line as later (exit 2), in
+    about a second. Anything else is left to the command. Called by ``poseaug_pl/__init__.py``
+    when the package starts as ``python -m poseaug_pl.<command>``; skipped with Hydra's own
+    flags (``--help``, ``-m``, ...) and ``HYDRA_FULL_ERROR=1``."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" or any(a.startswith("-") for a in args):
+        return
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        try:
+            compose(command, overrides=list(args), return_hydra_config=True)
+        except COMPOSITION_ERRORS as e:
+            fail(composition_error_line(e, command, args))
+        except Exception:  # noqa: BLE001 (not a composition error: the command reports it)
+            return
 
 
 def checkpoint_argument(arg: str) -> str:

@@ -8,11 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from poseaug_pl.errors import DataError
 from poseaug_pl.geometry.skeleton import NUM_JOINTS
-
-
-class DataError(ValueError):
-    """Bad input data. The message is one line naming the file and what is wrong."""
 
 
 def check_array(path, key: str, arr: np.ndarray, shape_tail: tuple[int, ...]) -> None:

@@ -9,30 +9,13 @@ import re
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from poseaug_pl.errors import ConfigError, TrainingDiverged, WriteFailed  # noqa: F401 (their home)
 from poseaug_pl.geometry.camera import elevation_range
 from poseaug_pl.models.registry import NETWORKS
 from poseaug_pl.training.losses import LOSS_FORM
 
 #: A test set's name: also a file name (``predictions/<name>.npz``) and a W&B key.
 SET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-
-
-class ConfigError(ValueError):
-    """A config value of the wrong type or outside its allowed values."""
-
-
-class TrainingDiverged(RuntimeError):
-    """Training diverged: a stepped loss became NaN/inf or exceeded 1e6, a validation MPJPE
-    exceeded 10 m, or a weight became NaN/inf (`health`); the message names what and when."""
-
-
-class WriteFailed(RuntimeError):
-    """An output file could not be written (disk full, read-only folder, no permission).
-
-    Raised by `utils.atomic_output` and the checkpoint plugin (`checkpoint_io`) after the
-    partial file is removed; the previous file of that name, if any, is unchanged. The message
-    (one line) names the file and the reason. The command line ends with it and exit code 1.
-    """
 
 
 def _get(cfg: DictConfig, key: str):
