@@ -230,7 +230,8 @@ def test_every_relative_link_resolves(doc):
 def test_the_install_line_names_every_extra_make_install_installs():
     makefile = (ROOT / "Makefile").read_text()
     extras = re.search(r'-e "\.\[([a-z,]+)\]"', makefile).group(1).split(",")
-    line = next(x for x in (ROOT / "README.md").read_text().splitlines() if x.startswith("make install"))
+    lines = (ROOT / "README.md").read_text().splitlines()
+    line = next(x for x in lines if x.startswith("make install"))
     assert all(e in line for e in extras), (extras, line)
 
 
@@ -243,7 +244,8 @@ def test_the_schedule_row_names_the_experiments_that_change_it():
         for path in sorted((CONFIG_DIR / "experiment").glob("*.yaml")):
             setting[path.stem] = compose("train", [f"experiment={path.stem}"]).schedule
     phases = sorted(n for n, s in setting.items() if s == "epoch_phases")
-    row = next(x for x in (ROOT / "README.md").read_text().splitlines() if x.startswith("| `schedule`"))
+    lines = (ROOT / "README.md").read_text().splitlines()
+    row = next(x for x in lines if x.startswith("| `schedule`"))
     assert "poseaug_h36m` and the experiments built on it" in row
     assert all(n.startswith(("poseaug_h36m", "variant_a_h36m", "control_h36m", "augmentor_h36m"))
                for n in phases), phases  # fmt: skip

@@ -106,7 +106,8 @@ def composition_error_line(e: Exception, config_name: str, overrides=()) -> str:
         if digit:
             return (f"config: cannot parse the override {e.override!r}: a key may not start with "
                     f"a digit ({digit!r}); name it with a letter first, e.g. "
-                    f"{str(e.override).split(key)[0]}{key.replace(digit, 'set_' + digit, 1)}=...")  # fmt: skip
+                    f"{str(e.override).split(key)[0]}"
+                    f"{key.replace(digit, 'set_' + digit, 1)}=...")  # fmt: skip
         why = [line for line in lines if not line.startswith("Error parsing override")]
         return (f"config: cannot parse the override {e.override!r}: "
                 f"{why[0] if why else 'not key=value'} (overrides are key=value)")  # fmt: skip

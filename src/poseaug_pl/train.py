@@ -126,8 +126,8 @@ def check_same_network(cfg: DictConfig, ckpt: dict, path, key: str, role: str) -
     if not isinstance(theirs, dict) or ours is None:
         return
     ours = OmegaConf.to_container(ours, resolve=True)
-    differ = [k for k in ("name", "channels", "blocks", "hidden", "stages", "mid", "width",
-                          "noise_dim") if k in theirs and k in ours and theirs[k] != ours[k]]  # fmt: skip
+    keys = ("name", "channels", "blocks", "hidden", "stages", "mid", "width", "noise_dim")
+    differ = [k for k in keys if k in theirs and k in ours and theirs[k] != ours[k]]
     if differ:
         fits = " ".join(f"model/{role}={theirs[k]}" if k == "name" else
                         f"model.{role}.{k}={theirs[k]}" for k in differ)  # fmt: skip
@@ -314,8 +314,8 @@ def print_untested_summary(cfg: DictConfig, trainer: L.Trainer, took: float, bef
     try:
         last = json.loads(lines[-1]) if lines else None
         aug, real = last["augmented"], last["real"]
-        print(f"plausibility, last epoch: upright {aug['upright']:.0%} (real {real['upright']:.0%}),"
-              f" 2D scale {aug['scale_2d']:.2f}x, elevation {aug['elevation_deg']:.1f} deg (real "
+        print(f"plausibility, last epoch: upright {aug['upright']:.0%} (real "
+              f"{real['upright']:.0%}), 2D scale {aug['scale_2d']:.2f}x, elevation {aug['elevation_deg']:.1f} deg (real "
               f"{real['elevation_deg']:.1f}), discriminators' accuracy D3d {aug['d3d_acc']:.2f} "
               f"D2d {aug['d2d_acc']:.2f}")  # fmt: skip
     except (ValueError, KeyError, TypeError, IndexError):
