@@ -315,9 +315,9 @@ def print_untested_summary(cfg: DictConfig, trainer: L.Trainer, took: float, bef
         last = json.loads(lines[-1]) if lines else None
         aug, real = last["augmented"], last["real"]
         print(f"plausibility, last epoch: upright {aug['upright']:.0%} (real "
-              f"{real['upright']:.0%}), 2D scale {aug['scale_2d']:.2f}x, elevation {aug['elevation_deg']:.1f} deg (real "
-              f"{real['elevation_deg']:.1f}), discriminators' accuracy D3d {aug['d3d_acc']:.2f} "
-              f"D2d {aug['d2d_acc']:.2f}")  # fmt: skip
+              f"{real['upright']:.0%}), 2D scale {aug['scale_2d']:.2f}x, elevation "
+              f"{aug['elevation_deg']:.1f} deg (real {real['elevation_deg']:.1f}), "
+              f"discriminators' accuracy D3d {aug['d3d_acc']:.2f} D2d {aug['d2d_acc']:.2f}")
     except (ValueError, KeyError, TypeError, IndexError):
         pass
     print(f"run folder: {out}\ncheckpoints: {out / 'checkpoints'}"
