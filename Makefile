@@ -12,6 +12,10 @@ DEMO_DIR ?= outputs/demo
 # pairs; Variant A and PoseAug make as many estimator passes: DEMO_EPOCHS - 1 epochs of the
 # released phases (an augmented and a real pass each), then 2 real-data finish epochs.
 DEMO_EPOCHS ?= 4
+# Data size of `make demo`: full (100 training sequences x 4 cameras x 200 frames: 80k pairs) or
+# small (40 sequences: 32k pairs, every stage about 2.5x faster; the gain still shows, smaller).
+DEMO_SIZE ?= full
+DEMO_DATA = $(if $(filter small,$(DEMO_SIZE)),data.train_sequences=40,)
 DEMO_CONTROL_EPOCHS = $(shell echo $$((2 * $(DEMO_EPOCHS))))
 DEMO_AUG_EPOCHS = $(shell echo $$(($(DEMO_EPOCHS) + 1)))
 DEMO_BASE = model.estimator_ckpt=$(DEMO_DIR)/baseline/checkpoints/last.ckpt model.lr.estimator=1e-4
@@ -29,28 +33,38 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv (if missing) and install the package with the dev, sweep, export and datasets extras
 
-demo: install ## the real-data protocol at synthetic size: baseline, augmentor pretraining, control / Variant A / PoseAug
+demo: install ## the real-data protocol at synthetic size: baseline, augmentor pretraining, control / Variant A / PoseAug (DEMO_SIZE=small: about 2.5x faster)
 	@test $(DEMO_EPOCHS) -ge 2 2>/dev/null || { echo "error: DEMO_EPOCHS must be an integer >= 2 (one augmented epoch before the 2 real-data finish epochs), got '$(DEMO_EPOCHS)'"; exit 2; }
-	@echo "== make demo: about 9 minutes on 2 CPU cores (DEMO_EPOCHS=$(DEMO_EPOCHS): control $(DEMO_CONTROL_EPOCHS) epochs, Variant A and PoseAug $(DEMO_AUG_EPOCHS))"
+	@test "$(DEMO_SIZE)" = full -o "$(DEMO_SIZE)" = small || { echo "error: DEMO_SIZE must be full or small, got '$(DEMO_SIZE)'"; exit 2; }
+	@echo "== make demo (DEMO_SIZE=$(DEMO_SIZE)): about $(if $(filter small,$(DEMO_SIZE)),4,9) minutes on 2 idle CPU cores, longer on a busy machine (each stage prints its own estimate after its first epoch)"
+	@echo "== 1/5 baseline: 24 epochs on real pairs"
 	$(PY) -m poseaug_pl.train overwrite=true experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/baseline \
-		test_ckpt=last
-	$(PY) -m poseaug_pl.train overwrite=true experiment=augmentor_synthetic hydra.run.dir=$(DEMO_DIR)/augmentor
+		test_ckpt=last $(DEMO_DATA)
+	@echo "== 2/5 augmentor pretraining: 10 epochs (augmentor and discriminators only)"
+	$(PY) -m poseaug_pl.train overwrite=true experiment=augmentor_synthetic hydra.run.dir=$(DEMO_DIR)/augmentor \
+		$(DEMO_DATA)
+	@echo "== 3/5 control: the baseline + $(DEMO_CONTROL_EPOCHS) epochs on real pairs only"
 	$(PY) -m poseaug_pl.train overwrite=true experiment=baseline_synthetic hydra.run.dir=$(DEMO_DIR)/control \
 		experiment_name=control_synthetic $(DEMO_BASE) trainer.max_epochs=$(DEMO_CONTROL_EPOCHS) \
-		test_ckpt=last
+		test_ckpt=last $(DEMO_DATA)
+	@echo "== 4/5 Variant A (augmentation without feedback): the baseline + $(DEMO_AUG_EPOCHS) epochs, as many estimator updates"
 	$(PY) -m poseaug_pl.train overwrite=true experiment=variant_a_synthetic hydra.run.dir=$(DEMO_DIR)/variant_a \
-		$(DEMO_BASE) $(DEMO_AUG) test_ckpt=last
+		$(DEMO_BASE) $(DEMO_AUG) test_ckpt=last $(DEMO_DATA)
+	@echo "== 5/5 PoseAug: the baseline + $(DEMO_AUG_EPOCHS) epochs, as many estimator updates"
 	$(PY) -m poseaug_pl.train overwrite=true experiment=poseaug_synthetic hydra.run.dir=$(DEMO_DIR)/poseaug \
-		$(DEMO_BASE) $(DEMO_AUG) test_ckpt=last
+		$(DEMO_BASE) $(DEMO_AUG) test_ckpt=last $(DEMO_DATA)
 	@echo "\n== demo: control (real pairs only) vs Variant A vs PoseAug, equal estimator updates,"
 	@echo "   each at its last epoch. synthetic = in-domain test set, synthetic_wild = shifted domain."
 	@$(PY) -m poseaug_pl.compare $(DEMO_DIR)/baseline $(DEMO_DIR)/control $(DEMO_DIR)/variant_a \
 		$(DEMO_DIR)/poseaug --reference $(DEMO_DIR)/control
-	@echo "figures: $(DEMO_DIR)/*/figures   notebooks: notebooks/01_augmentations.ipynb, 02_compare_runs.ipynb (make notebooks runs both)"
+	@echo "figures: $(DEMO_DIR)/*/figures   notebooks: notebooks/01_augmentations.ipynb, 02_compare_runs.ipynb (make notebooks runs both, writing $(DEMO_DIR)/notebooks/)"
 
-notebooks: install ## run both notebooks headless on `make demo`'s runs (DEMO_DIR); the committed files stay without outputs
-	POSEAUG_DEMO_DIR=$(DEMO_DIR) $(VENV)/bin/jupyter-execute --timeout=600 \
+notebooks: install ## run both notebooks headless on `make demo`'s runs (DEMO_DIR); the executed copies go to DEMO_DIR/notebooks/ (the committed files stay without outputs)
+	@mkdir -p $(DEMO_DIR)/notebooks
+	POSEAUG_DEMO_DIR=$(abspath $(DEMO_DIR)) $(VENV)/bin/jupyter-execute --timeout=600 \
+		--output='$(abspath $(DEMO_DIR))/notebooks/{notebook_name}' \
 		notebooks/01_augmentations.ipynb notebooks/02_compare_runs.ipynb
+	@echo "executed notebooks (with their outputs and figures): $(DEMO_DIR)/notebooks/"
 
 test: install ## fast test suite (what CI runs)
 	$(PY) -m pytest -m "not slow" -q

@@ -51,3 +51,15 @@ def test_a_misspelt_name_answers_before_torch_loads(command, override):
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
                 if line.startswith("import time:")}  # fmt: skip
     assert "torch" not in imported and "lightning" not in imported
+
+
+def test_a_run_says_how_long_it_will_take(tmp_path, capsys):
+    from helpers import tiny_cfg
+    from poseaug_pl.train import train
+
+    train(tiny_cfg(tmp_path, "test=false", "augment=false", "trainer.max_epochs=8"))
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("time:")]
+    assert lines[0].startswith("time: the first epoch took")
+    assert "the 8 epochs of this run" in lines[0]
+    assert [x.split(" of ")[0] for x in lines[1:]] == ["time: 2", "time: 4", "time: 6"]
+    assert all("left" in x for x in lines[1:])
