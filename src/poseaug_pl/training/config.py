@@ -181,7 +181,6 @@ CHECKS.update(
         ),
         "model.refilm.focal": _range(positive=True),
         "model.refilm.depth": _range(positive=True),
-        "model.refilm.feedback": (lambda v: isinstance(v, bool), "true or false"),
         **{
             f"model.{role}.name": (
                 (lambda v, t=table: v in t),

@@ -307,10 +307,9 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         logged = {"train/aug/adv3d": adv3d.detach(), "train/aug/adv2d": adv2d.detach(),
                   "train/aug/reg": reg.detach()}  # fmt: skip
         if self.hparams.feedback and not self.schedule.in_warmup():
-            src2d, src3d, filmed = self._feedback_pairs(x2, x3, out, cam)
             with as_in_training(self.estimator):  # the released code's estimator here
                 feedback, ratio_ba, ratio_rt = self.feedback_loss(
-                    self.estimator, src2d, src3d, filmed, self.hparams.hard_ratio,
+                    self.estimator, x2, x3, out, self.hparams.hard_ratio,
                     self.schedule.hard_ratio(), w)  # fmt: skip
             loss = loss + feedback
             logged |= {"train/aug/error_ratio_ba": ratio_ba, "train/aug/error_ratio_rt": ratio_rt}
@@ -320,19 +319,6 @@ class PoseAugModule(HealthGuard, L.LightningModule):
             loss = loss + w["view_diversity"] * spread
             logged["train/aug/view_diversity"] = spread.detach()
         return loss, out, logged
-
-    def _feedback_pairs(self, x2, x3, out: dict, cam):
-        """``(x, X, out)`` as the feedback measures them: as the source camera films them, or
-        (``refilm.feedback``) the source, BA and RT poses of each sample re-filmed through one
-        drawn lens and depth, as the estimator's re-filmed pairs are."""
-        if not self.pairs.refilm_feedback:
-            return x2, x3, out
-        lens, depth = self.pairs.draw_lens(cam)
-        x2, x3 = self.pairs.film(x3, lens, depth)
-        filmed = dict(out)
-        for key in ("ba", "rt"):
-            filmed[f"{key}_2d"], filmed[key] = self.pairs.film(out[key], lens, depth)
-        return x2, x3, filmed
 
     def _augmentor_step(self, x3, x2, cam) -> dict:
         """Step 1 of Algorithm 1: update A; returns its (detached) output dict."""

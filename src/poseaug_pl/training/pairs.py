@@ -53,13 +53,10 @@ class PairTransforms(nn.Module):
         super().__init__()
         refilm = refilm or {}
         #: which estimator pairs are re-filmed: None, "augmented" or "all"
-        pairs = refilm.get("pairs", "none")
-        self.refilm_pairs = None if pairs in (None, "none") else pairs
+        self.refilm_pairs = None if refilm.get("pairs", "none") in (None, "none") else refilm["pairs"]
         rows = [refilm[k] for k in REFILM_KEYS] if self.refilm_pairs else []
         refilm_ranges = torch.tensor(rows, dtype=torch.float32).reshape(-1, 2)
         self.register_buffer("refilm_ranges", refilm_ranges, persistent=False)  # (2, 2) or (0, 2)
-        #: whether the feedback measures re-filmed pairs (the augmented pairs re-filmed)
-        self.refilm_feedback = self.refilm_pairs is not None and bool(refilm.get("feedback", False))
         self.bone_swap = bone_swap
         jitter = definition_jitter or {}
         pairs = jitter.get("pairs", "none")
@@ -96,30 +93,18 @@ class PairTransforms(nn.Module):
         """``(pose2d, pose3d, cam)``: each pose moved along its root's viewing ray to a random
         depth and projected through a pinhole of random focal length (same principal point and
         aspect, no distortion). pose3d: (B, 16, 3) camera frame; cam: (B, 9) normalised."""
-        lens, depth = self.draw_lens(cam)
-        return *self.film(pose3d, lens, depth), lens
-
-    def draw_lens(self, cam: torch.Tensor):
-        """``(lens, depth)``: a (B, 9) pinhole of drawn focal length (``cam``'s principal point
-        and aspect) and a (B,) drawn root depth, one per sample."""
         if cam is None:
             raise ValueError("refilm needs the camera intrinsics of its pairs")
         lo, hi = self.refilm_ranges.unbind(-1)  # (2,)
-        u = torch.rand(cam.shape[0], 2, device=cam.device, dtype=cam.dtype)
+        u = torch.rand(pose3d.shape[0], 2, device=pose3d.device, dtype=pose3d.dtype)
         focal, depth = (lo + (hi - lo) * u).unbind(-1)
         lens = torch.zeros_like(cam)
         lens[:, 0] = focal
         lens[:, 1] = focal * cam[:, 1] / cam[:, 0]
         lens[:, 2:4] = cam[:, 2:4]
-        return lens, depth
-
-    @staticmethod
-    def film(pose3d: torch.Tensor, lens: torch.Tensor, depth: torch.Tensor):
-        """``(pose2d, pose3d)``: (B, 16, 3) camera-frame poses moved along their root's viewing
-        ray to ``depth`` (B,) and projected through ``lens`` (B, 9)."""
         root = pose3d[:, :1]
         moved = pose3d - root + root * (depth[:, None, None] / root[..., 2:].clamp_min(1e-3))
-        return project_to_2d(moved, lens), moved
+        return project_to_2d(moved, lens), moved, lens
 
     def redefine(self, pose3d: torch.Tensor, pose2d: torch.Tensor, cam: torch.Tensor | None):
         """``(pose2d, pose3d)`` with the redefinable joints moved; each 2D joint moves by its 3D
