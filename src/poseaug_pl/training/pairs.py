@@ -53,7 +53,8 @@ class PairTransforms(nn.Module):
         super().__init__()
         refilm = refilm or {}
         #: which estimator pairs are re-filmed: None, "augmented" or "all"
-        self.refilm_pairs = None if refilm.get("pairs", "none") in (None, "none") else refilm["pairs"]
+        pairs = refilm.get("pairs", "none")
+        self.refilm_pairs = None if pairs in (None, "none") else pairs
         rows = [refilm[k] for k in REFILM_KEYS] if self.refilm_pairs else []
         refilm_ranges = torch.tensor(rows, dtype=torch.float32).reshape(-1, 2)
         self.register_buffer("refilm_ranges", refilm_ranges, persistent=False)  # (2, 2) or (0, 2)
