@@ -81,8 +81,8 @@ def test_nan_outside_the_frame_never_reaches_the_estimator(tmp_path, n_inside):
 
 BAD_VALUES = [
     ("model.lr.estimator=-1e-3", "model.lr.estimator must be a number > 0"),
-    ("data.eval_batch_size=0", "data.eval_batch_size must be an integer >= 1"),
-    ("data.train_sequences=0", "data.train_sequences must be an integer >= 1"),
+    ("data.eval_batch_size=0", "data.eval_batch_size must be an integer from 1 to 1,048,576"),
+    ("data.train_sequences=0", "data.train_sequences must be an integer from 1 to 100,000"),
     ("model.d_every=0", "model.d_every must be an integer >= 1"),
     ("model.pool_size=32", "data.batch_size=64 > model.pool_size=32"),
     ("model.warmup_epochs=2", "model.warmup_epochs=2 >= trainer.max_epochs=2"),
