@@ -426,3 +426,38 @@ def test_a_humaneva_file_with_wrong_types_is_one_line(tmp_path, damage):
     r = cli("prepare_data", "dataset=humaneva", f"root={root}", f"output={out}")
     _one_error(r)
     assert not out.exists()
+
+
+def test_files_that_claim_gigabytes_are_refused_under_a_memory_limit(tmp_path, tiny_ckpt):
+    """Under a 3 GB address-space limit (torch itself needs about 1.5), a checkpoint whose
+    stride-0 weight claims 16 GB and an .npz that inflates to 4 GiB are refused by their budget
+    checks, not by running out of memory."""
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    ckpt["state_dict"]["estimator.fake"] = torch.zeros(1).expand(65536, 65536)
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    bomb = tmp_path / "bomb.npz"
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (536870912,), }"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("pose3d.npy", "w", force_zip64=True) as f:
+            f.write(b"\x93NUMPY\x01\x00" + header.ljust(117) + b"\n")
+            zeros = bytes(16 << 20)
+            for _ in range(256):  # 4 GiB of zeros: about 4 MiB compressed
+                f.write(zeros)
+        z.writestr("pose2d.npy", b"")
+    script = (
+        "import sys\n"
+        "from poseaug_pl.data import DataError, load_cross_set\n"
+        "from poseaug_pl.models.ckpt import read_checkpoint\n"
+        "for load, path in ((read_checkpoint, sys.argv[1]), (load_cross_set, sys.argv[2])):\n"
+        "    try:\n"
+        "        load(path)\n"
+        "    except DataError as e:\n"
+        "        print('refused:', e)\n"
+    )
+    r = subprocess.run(["bash", "-c", f'ulimit -v 3000000; "{sys.executable}" -c "$0" "$1" "$2"',
+                        script, str(bad), str(bomb)], capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and "cannot hold" in lines[0] and "inflates to 4096 MiB" in lines[1]
