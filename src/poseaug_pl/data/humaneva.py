@@ -72,8 +72,9 @@ def normalise(px: np.ndarray) -> np.ndarray:
     return np.asarray(px, np.float64) / WIDTH * 2 - np.array([1.0, HEIGHT / WIDTH])
 
 
-def _sequences(root: Path, split: str):
-    """``(subject, action, world 3D, [2D per camera])`` of a split, in the files' order."""
+def _check_files(root: Path) -> None:
+    """Refuse a ``root`` without VideoPose3D's two HumanEva-I files, saying what it must hold
+    (before any progress bar starts)."""
     path3d, path2d = root / "data_3d_humaneva15.npz", root / "data_2d_humaneva15_gt.npz"
     missing = [p.name for p in (path3d, path2d) if not p.is_file()]
     if missing:
@@ -83,6 +84,11 @@ def _sequences(root: Path, split: str):
                         "VideoPose3D's DATASETS.md makes them)"
                         + (f"; it holds {', '.join(found)} (a converted cross set? use it with "
                            "+data.cross_sets.humaneva=<file>)" if found else ""))  # fmt: skip
+
+
+def _sequences(root: Path, split: str):
+    """``(subject, action, world 3D, [2D per camera])`` of a split, in the files' order."""
+    path3d, path2d = root / "data_3d_humaneva15.npz", root / "data_2d_humaneva15_gt.npz"
     pos3d = load_npz(path3d, ("positions_3d",))["positions_3d"]
     pos2d = load_npz(path2d, ("positions_2d",))["positions_2d"]
     if not isinstance(pos3d, dict) or not isinstance(pos2d, dict):
@@ -118,6 +124,7 @@ def convert_humaneva(root: str | Path, split: str = "train", progress=None) -> d
     if split not in SPLITS:
         raise DataError(f"split must be one of {sorted(SPLITS)} for humaneva, got {split!r}")
     root = Path(root).expanduser()
+    _check_files(root)
     seqs = _sequences(root, split)
     parts = {k: [] for k in ("pose3d", "pose2d", "subject", "action", "chunk", "camera", "frame")}
     for subject, action, x3, views in progress(seqs) if progress else seqs:
