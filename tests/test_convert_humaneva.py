@@ -102,7 +102,8 @@ def test_a_converted_chunk_puts_every_camera_at_the_same_world_pose(tmp_path):
 def test_bad_input_is_one_line(tmp_path):
     r = cli("prepare_data", "dataset=humaneva", f"root={tmp_path}", f"output={tmp_path}/x.npz",
             f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
-    assert r.returncode == 2 and "no data_3d_humaneva15.npz or data_2d_humaneva15_gt.npz" in r.stderr
+    missing = "no data_3d_humaneva15.npz or data_2d_humaneva15_gt.npz"
+    assert r.returncode == 2 and missing in r.stderr
     assert "humaneva sequences" not in r.stderr  # said before any progress bar
     write_fixture(tmp_path)
     r = cli("prepare_data", "dataset=humaneva", f"root={tmp_path}", f"output={tmp_path}/x.npz",
