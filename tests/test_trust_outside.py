@@ -150,6 +150,17 @@ def test_compare_reads_no_checkpoint_outside_the_named_folder(tmp_path, tiny_ckp
     assert epoch_offset(run, root="/") == 1
 
 
+def _convert(dataset: str, root: Path, out: Path):
+    """`prepare_data`'s conversion in this process (what the command runs; its `DataError` is
+    the command line's one ``error:`` line, tested through the CLI in test_convert_*.py)."""
+    from omegaconf import OmegaConf
+
+    from poseaug_pl.prepare_data import convert
+
+    return convert(OmegaConf.create({"dataset": dataset, "root": str(root), "output": str(out),
+                                     "split": None, "annotation": None}))  # fmt: skip
+
+
 def _h5(path: Path, build) -> Path:
     h5py = pytest.importorskip("h5py")
     with h5py.File(path, "w") as f:
@@ -203,8 +214,8 @@ def test_3dhp_files_are_read_only_as_numbers_stored_in_them(tmp_path, kind):
 
     root = _3dhp_root(tmp_path, build)
     out = tmp_path / "out.npz"
-    r = cli("prepare_data", "dataset=mpi_inf_3dhp", f"root={root}", f"output={out}")
-    assert "univ_annot3" in _one_error(r)
+    with pytest.raises(DataError, match="univ_annot3"):  # (the command line's one error: line)
+        _convert("mpi_inf_3dhp", root, out)
     assert not out.exists()
 
 
@@ -402,8 +413,8 @@ def _damaged_3dpw(root: Path, field: str, value) -> None:
 def test_a_3dpw_file_with_wrong_types_is_one_line(tmp_path, field, value):
     _damaged_3dpw(tmp_path / "3dpw", field, value)
     out = tmp_path / "out.npz"
-    r = cli("prepare_data", "dataset=3dpw", f"root={tmp_path / '3dpw'}", f"output={out}")
-    _one_error(r)
+    with pytest.raises(DataError):
+        _convert("3dpw", tmp_path / "3dpw", out)
     assert not out.exists()
 
 
@@ -423,8 +434,8 @@ def test_a_humaneva_file_with_wrong_types_is_one_line(tmp_path, damage):
         pos3d = {k: {a: "not an array" for a in v} for k, v in pos3d.items()}
     np.savez(root / "data_3d_humaneva15.npz", positions_3d=np.array(pos3d, dtype=object))
     out = tmp_path / "out.npz"
-    r = cli("prepare_data", "dataset=humaneva", f"root={root}", f"output={out}")
-    _one_error(r)
+    with pytest.raises(DataError):
+        _convert("humaneva", root, out)
     assert not out.exists()
 
 
