@@ -13,7 +13,7 @@ DEMO_DIR ?= outputs/demo
 # released phases (an augmented and a real pass each), then 2 real-data finish epochs.
 DEMO_EPOCHS ?= 4
 # Data size of `make demo`: full (100 training sequences x 4 cameras x 200 frames: 80k pairs) or
-# small (40 sequences: 32k pairs, every stage about 2.5x faster; the gain still shows, smaller).
+# small (40 sequences: 32k pairs, about half the time; the gain still shows, smaller).
 DEMO_SIZE ?= full
 DEMO_DATA = $(if $(filter small,$(DEMO_SIZE)),data.train_sequences=40,)
 DEMO_CONTROL_EPOCHS = $(shell echo $$((2 * $(DEMO_EPOCHS))))
