@@ -63,9 +63,9 @@ def epoch_offset(run_dir: str | Path, root: str | Path | None = None) -> int:
     ``${...}`` is resolved), and only a checkpoint inside ``root`` is opened (0 otherwise)."""
     from omegaconf import OmegaConf
 
-    from poseaug_pl.training.runfolder import run_config
+    from poseaug_pl.training.runfolder import folder_config
 
-    run = run_config(Path(run_dir) / "checkpoints" / "any.ckpt")
+    run = folder_config(run_dir)
     ckpt = OmegaConf.select(run, "model.estimator_ckpt", default=None) if run is not None else None
     if not isinstance(ckpt, str) or not ckpt:
         return 0
@@ -93,10 +93,10 @@ def run_label(arg: str) -> tuple[str, Path]:
     path = Path(arg)
     label = path.name or str(path)
     if TIMESTAMP.fullmatch(label):
-        from poseaug_pl.training.runfolder import run_config
+        from poseaug_pl.training.runfolder import folder_config
 
         try:
-            run = run_config(path / "checkpoints" / "any.ckpt")
+            run = folder_config(path)
         except ValueError:  # an unreadable config: the folder's name
             run = None
         if run is not None and run.get("experiment_name"):

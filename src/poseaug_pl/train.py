@@ -288,9 +288,7 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
                                         step=logged_step(trainer))  # fmt: skip
     tracking.log_checkpoint(trainer.loggers, best)
     val = ckpt.best_model_score if ckpt is not None else None
-    epochs = f"{trainer.current_epoch - before} epochs in {took:.0f}s" + (
-        f" (resumed after {before}: {trainer.current_epoch} in all)" if resumed else ""
-    )
+    epochs = epochs_line(trainer, took, before if resumed else None)
     print(f"\n{cfg.get('experiment_name', 'run')}: {epochs}, "
           f"best val MPJPE {float(val) if val is not None else float('nan'):.1f} mm")  # fmt: skip
     print(describe_checkpoint(tested_checkpoint(tested, model, trainer)))
@@ -301,13 +299,18 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model, dm) -> dict:
     return metrics
 
 
+def epochs_line(trainer: L.Trainer, took: float, before: int | None) -> str:
+    """``N epochs in Ts`` this process trained (``before``: epochs a resumed checkpoint had)."""
+    return f"{trainer.current_epoch - (before or 0)} epochs in {took:.0f}s" + (
+        f" (resumed after {before}: {trainer.current_epoch} in all)" if before is not None else ""
+    )
+
+
 def print_untested_summary(cfg: DictConfig, trainer: L.Trainer, took: float, before) -> None:
     """The end of a run without test (an augmentor pretraining): epochs, folder, checkpoints
     and the last plausibility line (augmented against real poses), if the run wrote one."""
     out = output_dir(cfg)
-    epochs = f"{trainer.current_epoch - (before or 0)} epochs in {took:.0f}s" + (
-        f" (resumed after {before}: {trainer.current_epoch} in all)" if before is not None else ""
-    )
+    epochs = epochs_line(trainer, took, before)
     print(f"\n{cfg.get('experiment_name', 'run')}: {epochs} (test=false: no test sets)")
     report = out / "plausibility.jsonl"
     lines = report.read_text().splitlines() if report.is_file() else []

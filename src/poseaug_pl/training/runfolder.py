@@ -234,6 +234,11 @@ def run_config_path(ckpt_path) -> Path:
     return Path(str(ckpt_path)).expanduser().resolve().parent.parent / "config_resolved.yaml"
 
 
+def folder_config(folder) -> DictConfig | None:
+    """`run_config` of the run folder ``folder`` itself (None if it has no saved config)."""
+    return run_config(Path(folder) / "checkpoints" / "last.ckpt")
+
+
 #: A saved run config is a few kilobytes; a larger file is not one.
 MAX_RUN_CONFIG_BYTES = 1 << 20
 
