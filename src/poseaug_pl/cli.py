@@ -19,9 +19,14 @@ from hydra.errors import (
     SearchPathException,
 )
 from omegaconf import DictConfig
-from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
+from omegaconf.errors import (
+    InterpolationResolutionError,
+    InterpolationToMissingValueError,
+    MissingMandatoryValue,
+)
 
 from poseaug_pl.errors import ConfigError, DataError, TrainingDiverged, WriteFailed
+from poseaug_pl.preflight import required_line
 from poseaug_pl.utils import CONFIG_DIR
 
 
@@ -143,6 +148,13 @@ def one_line_composition_errors(config_name: str):
         def checked():
             try:
                 return func()
+            except (MissingMandatoryValue, InterpolationToMissingValueError) as e:
+                # a mandatory setting left unset that Hydra's own config reads (evaluate's
+                # hydra.run.dir names ${ckpt_path}): fails before the task can report it
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                m = re.search(r"Missing mandatory value: ?([\w.]+)", str(e))
+                fail(required_line(m.group(1) if m else str(e.full_key)))
             except COMPOSITION_ERRORS as e:
                 if os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
@@ -189,22 +201,31 @@ COMMANDS = ("train", "evaluate", "predict", "export", "prepare_data", "bench")
 
 def precheck(command: str, args: list[str]) -> None:
     """Compose ``command``'s config from the command line's ``args`` before the command loads
-    torch and Lightning (seconds): a misspelt experiment, group option or key, or an override
-    that does not parse, ends the program here with the same one line as later (exit 2), in
-    about a second. Anything else is left to the command. Called by ``poseaug_pl/__init__.py``
-    when the package starts as ``python -m poseaug_pl.<command>``; skipped with Hydra's own
-    flags (``--help``, ``-m``, ...) and ``HYDRA_FULL_ERROR=1``."""
+    torch and Lightning (seconds): a misspelt experiment, group option or key, an override that
+    does not parse, a wrong value or a missing file (`poseaug_pl.preflight.problem`) ends the
+    program here with the same one line as later (exit 2), in about a second. Anything else is
+    left to the command. Called by ``poseaug_pl/__init__.py`` when the package starts as
+    ``python -m poseaug_pl.<command>``; skipped with Hydra's own flags (``--help``, ``-m``, ...)
+    and ``HYDRA_FULL_ERROR=1``."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1" or any(a.startswith("-") for a in args):
         return
     from hydra import compose, initialize_config_dir
 
+    from poseaug_pl import preflight
+
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         try:
-            compose(command, overrides=list(args), return_hydra_config=True)
+            cfg = compose(command, overrides=list(args), return_hydra_config=True)
         except COMPOSITION_ERRORS as e:
             fail(composition_error_line(e, command, args))
         except Exception:  # noqa: BLE001 (not a composition error: the command reports it)
             return
+    try:
+        problem = preflight.problem(command, cfg)
+    except Exception:  # noqa: BLE001 (a config it cannot read: the command reports it)
+        return
+    if problem:
+        fail(problem)
 
 
 def checkpoint_argument(arg: str) -> str:
@@ -249,7 +270,7 @@ def entry_point(config_name: str, task):
         except (TrainingDiverged, WriteFailed) as e:  # not bad input: exit 1, still one line
             fail(e, code=1)
         except MissingMandatoryValue as e:
-            fail(f"config: {e.full_key} is required: add {e.full_key}=...")
+            fail(required_line(e.full_key))
         except InterpolationResolutionError as e:  # ${...} naming nothing, an unset ${oc.env:}
             where = f"{e.full_key}" if e.full_key else "an interpolation"
             fail(f"config: cannot resolve {where}: {str(e).splitlines()[0]}")

@@ -14,19 +14,19 @@ raised-camera copy ``<name>_raised`` of each of them but ``synthetic_wild``
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import lightning as L
 import torch
 
 from poseaug_pl.data.cross import load_cross_set
-from poseaug_pl.data.h36m import FILE_3D, TEST_SUBJECTS, TRAIN_SUBJECTS, file_2d, load_h36m
+from poseaug_pl.data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m
 from poseaug_pl.data.loader import EpochSampler, TensorBatches
 from poseaug_pl.data.poseset import DataError, PoseSet
 from poseaug_pl.data.synthetic import generate
 from poseaug_pl.data.views import raise_camera
 from poseaug_pl.geometry import skeleton
 from poseaug_pl.geometry.camera import elevation_range
+from poseaug_pl.preflight import missing_cross_set, missing_h36m
 from poseaug_pl.training.config import SET_NAME
 
 #: Test sets filmed by random cameras already: no raised-camera copy.
@@ -117,8 +117,8 @@ class PoseDataModule(L.LightningDataModule):
         """Fail fast (DataError) on a missing or unusable input file, before any training is set
         up: the cross-dataset sets are read and checked here (and kept for `setup`)."""
         for name, path in self.cross_sets.items():
-            if not Path(path).expanduser().is_file():
-                raise DataError(f"{path}: file not found (cross-dataset set {name!r})")
+            if problem := missing_cross_set(name, path):
+                raise DataError(problem)
             self._cross[name] = load_cross_set(path, name)
 
     @property
@@ -310,16 +310,8 @@ class H36MDataModule(PoseDataModule):
     def check(self) -> None:
         """Check that the Human3.6M files exist (DataError naming where it looked)."""
         super().check()
-        root = Path(self.root).expanduser()
-        needed = [root / FILE_3D] + (
-            [root / file_2d(self.keypoints)] if self.keypoints != "gt" else []
-        )
-        for path in needed:
-            if not path.is_file():
-                raise DataError(
-                    f"{path}: file not found; Human3.6M (VideoPose3D layout) was looked for in "
-                    f"{root.resolve()}; point data.root (or $POSEAUG_H36M) at the folder holding it"
-                )
+        if problem := missing_h36m(self.root, self.keypoints):
+            raise DataError(problem)
         self._splits = self.load_splits()  # read (and checked) now, before training starts
 
     def load_splits(self):

@@ -37,19 +37,14 @@ from poseaug_pl.geometry.camera import (
     project_to_2d,
     world_to_camera,
 )
+from poseaug_pl.preflight import FILE_3D, file_2d  # noqa: F401 (their users import them here)
 from poseaug_pl.utils import os_error_behind
 
 log = logging.getLogger(__name__)
 
 TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
-FILE_3D = "data_3d_h36m.npz"
 CACHE_VERSION = 1
-
-
-def file_2d(keypoints: str) -> str:
-    """File name of a 2D keypoint source, e.g. ``sh_pt_mpii`` -> ``data_2d_h36m_sh_pt_mpii.npz``."""
-    return f"data_2d_h36m_{keypoints}.npz"
 
 
 def canonical_action(name: str) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 
 from poseaug_pl.data.poseset import DataError
 from poseaug_pl.data.safe_pickle import SafeNpz
+from poseaug_pl.preflight import missing_input
 
 
 @dataclass
@@ -198,8 +199,8 @@ def read_keypoints(path: str | Path) -> Keypoints:
         DataError: a missing, unreadable or unsupported file, in one line.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"{path}: input file not found")
+    if problem := missing_input(path):
+        raise DataError(problem)
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":

@@ -24,6 +24,8 @@ from importlib import resources
 import numpy as np
 import torch
 
+from poseaug_pl.geometry.angles import elevation_range  # noqa: F401 (its users import it here)
+
 #: Human3.6M camera ids in the standard order used by every released file.
 H36M_CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 #: Subjects with calibration, in the order used by `h36m_camera_arrays`.
@@ -125,24 +127,6 @@ def raise_randomly(
         u = torch.rand(shape, generator=generator, dtype=x_cam.dtype).to(x_cam.device)
     angle = math.radians(low_deg) + u * math.radians(high_deg - low_deg)
     return orbit_camera_up(x_cam, x_cam[..., 0, :], angle)
-
-
-def elevation_range(value, name: str = "elevation range") -> tuple[float, float]:
-    """Check a ``[low, high]`` camera-elevation range in degrees and return it as floats.
-
-    Raises:
-        ValueError: not two numbers with ``-80 <= low <= high <= 80`` (the message names ``name``).
-    """
-    try:
-        if isinstance(value, str) or any(isinstance(v, (bool, str)) for v in value):
-            raise TypeError
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        low, high = math.nan, math.nan
-    if not -80 <= low <= high <= 80:
-        raise ValueError(f"{name} must be [low, high] degrees with -80 <= low <= high <= 80, "
-                         f"got {value!r}")  # fmt: skip
-    return low, high
 
 
 def fit_pinhole(x_cam: torch.Tensor, x_2d: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from poseaug_pl.data.poseset import DataError
+from poseaug_pl.preflight import missing_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,8 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
         DataError: the file is missing, unreadable or truncated, or holds no ``state_dict``.
     """
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise DataError(f"{path}: a folder, not a {what}: name a .ckpt file, or a run folder "
-                        "holding checkpoints/best.ckpt")  # fmt: skip
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
+    if problem := missing_checkpoint(path, what):
+        raise DataError(problem)
     try:
         # memory-mapped: checking a file costs no full read; tensors load on first use
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

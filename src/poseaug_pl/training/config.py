@@ -1,4 +1,8 @@
-"""Start-up checks of a composed config: one clear line for a wrong type or value."""
+"""Start-up checks of a composed config: one clear line for a wrong type or value.
+
+Light on purpose (no torch): `poseaug_pl.cli.precheck` runs `validate` before a command's heavy
+imports, so that a wrong value costs about a second.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,20 @@ import logging
 import math
 import re
 
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from poseaug_pl.errors import ConfigError, TrainingDiverged, WriteFailed  # noqa: F401 (their home)
-from poseaug_pl.geometry.camera import elevation_range
-from poseaug_pl.models.registry import NETWORKS
-from poseaug_pl.training.losses import LOSS_FORM
+from poseaug_pl.geometry.angles import elevation_range
+
+#: recipe -> the loss form it uses (``capped`` is the released form with other bands).
+LOSS_FORM = {"released": "released", "capped": "released", "paper": "paper"}
+#: role -> the names `poseaug_pl.models.registry.NETWORKS` builds (kept equal to it by a test).
+NETWORK_NAMES = {
+    "estimator": ("videopose", "simplebaseline", "semgcn", "stgcn"),
+    "augmentor": ("poseaug",),
+    "d3d": ("kcs",),
+    "d2d": ("pose2d",),
+}
 
 #: A test set's name: also a file name (``predictions/<name>.npz``) and a W&B key.
 SET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -190,7 +201,7 @@ CHECKS.update(
                 (lambda v, t=table: v in t),
                 " or ".join(f"'{n}'" for n in table) + " (poseaug_pl.models.registry)",
             )
-            for role, table in NETWORKS.items()
+            for role, table in NETWORK_NAMES.items()
         },
         "model.pool_size": _int_between(1, MAX_BATCH * 16),
         "model.warmup_steps": _int_at_least(0),
@@ -320,6 +331,8 @@ def check_devices(cfg: DictConfig) -> None:
     accelerator = str(_get(cfg, "trainer.accelerator") or "").lower()
     if accelerator not in CUDA_ACCELERATORS:
         return
+    import torch  # (only for a GPU trainer)
+
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if visible == 0:
         raise ConfigError(
@@ -365,7 +378,7 @@ def check_module_arguments(args: dict) -> str | None:
         cfg = OmegaConf.create({"model": args, **{k: args.get(k) for k in MODULE_KEYS}})
     except Exception as e:  # not representable as a config at all
         return f"module arguments that are not plain settings ({type(e).__name__})"
-    networks = tuple(f"model.{role}." for role in NETWORKS)
+    networks = tuple(f"model.{role}." for role in NETWORK_NAMES)
     for key, (ok, what) in CHECKS.items():
         if (key.startswith("model.") and not key.startswith(networks)) or key in MODULE_KEYS:
             value = _get(cfg, key)

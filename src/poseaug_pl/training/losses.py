@@ -93,7 +93,6 @@ def rectified_l2(x: torch.Tensor, threshold: float) -> torch.Tensor:
 
 #: The loss form of each recipe (``conf/recipe/<name>.yaml``): ``capped`` is the released form
 #: with narrower feedback bands, which the recipe's config sets.
-LOSS_FORM = {"released": "released", "capped": "released", "paper": "paper"}
 
 
 def ba_regulariser(ba_diff: torch.Tensor, ba_residual: torch.Tensor, recipe: str = "released",
@@ -193,5 +192,6 @@ def paper_feedback(est, src2d, src3d, out: dict, hard_ratio: dict, ratio: float,
     return loss, r, r
 
 
-#: The feedback loss of each loss form (`LOSS_FORM`), chosen once by the module.
+#: The feedback loss of each loss form (`poseaug_pl.training.config.LOSS_FORM`), chosen once by
+#: the module.
 FEEDBACK = {"released": released_feedback, "paper": paper_feedback}

@@ -32,7 +32,7 @@ from poseaug_pl.models import registry
 from poseaug_pl.models.batchnorm import as_in_training, frozen_bn_statistics
 from poseaug_pl.models.ckpt import load_module
 from poseaug_pl.training import losses
-from poseaug_pl.training.config import TrainingDiverged, check_warmup_steps
+from poseaug_pl.training.config import LOSS_FORM, TrainingDiverged, check_warmup_steps
 from poseaug_pl.training.health import HealthGuard
 from poseaug_pl.training.pairs import PairTransforms
 from poseaug_pl.training.pools import FakePool
@@ -118,7 +118,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         self.pairs = PairTransforms(bone_swap, definition_jitter, refilm)
         self.schedule = SCHEDULES[schedule](self)
         #: the feedback loss of the recipe's form (`losses.FEEDBACK`)
-        self.feedback_loss = losses.FEEDBACK[losses.LOSS_FORM[recipe]]
+        self.feedback_loss = losses.FEEDBACK[LOSS_FORM[recipe]]
         self.init_health_guard()
         self.val_metrics = PoseMetrics()
         self.test_metrics: TestSetMetrics | None = None
@@ -300,7 +300,7 @@ class PoseAugModule(HealthGuard, L.LightningModule):
         adv3d = losses.lsgan_generator_loss(self.d3d(out["ba"]))
         adv2d = losses.lsgan_generator_loss(self.d2d(out["rt_2d"]))
         reg = losses.ba_regulariser(out["ba_diff"], out["ba_residual"],
-                                    losses.LOSS_FORM[self.hparams.recipe])  # fmt: skip
+                                    LOSS_FORM[self.hparams.recipe])  # fmt: skip
         reg = reg + losses.bl_regulariser(out["bl_ratio"])
         w = self.hparams.weights
         loss = w["adv2d"] * adv2d + w["adv3d"] * adv3d + w["reg"] * reg
