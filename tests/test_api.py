@@ -68,7 +68,7 @@ def _before_torch(*args):
 
 @pytest.mark.parametrize("args,line", [
     (["train", "model.lr.estimator=-1"], "model.lr.estimator must be a number > 0"),
-    (["train", "model.refilm.roll=[0,300]"], "-180 <= low <= high <= 180"),
+    (["train", "model.refilm.focal=[2,1]"], "[low, high] numbers with low <= high"),
     (["train", "data=h36m", "data.root=/no/such/dir"], "data_3d_h36m.npz: file not found"),
     (["train", "model.estimator_ckpt=/no/such.ckpt"], "model.estimator_ckpt not found"),
     (["train", "+data.cross_sets.mine=/no/such.npz"], "(cross-dataset set 'mine')"),

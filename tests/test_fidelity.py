@@ -406,25 +406,6 @@ def test_refilm_films_the_same_pose_through_a_drawn_lens_from_a_drawn_distance(t
     assert torch.allclose(x2, pinhole, atol=1e-5)
 
 
-def test_refilm_roll_turns_the_camera_about_its_optical_axis(tmp_path):
-    model = _module(tmp_path, "model.refilm.pairs=augmented", "model.refilm.focal=[1.5,1.5]",
-                    "model.refilm.depth=[4,4]", "model.refilm.roll=[-90,90]").train()  # fmt: skip
-    batch = _batch_of(_upright_pose().expand(512, 16, 3).clone())
-    x2, x3, lens = model.pairs.refilm(batch["pose3d"], batch["cam"])
-    rel = batch["pose3d"] - batch["pose3d"][:, :1]
-    moved = x3 - x3[:, :1]
-    assert torch.allclose(moved.norm(dim=-1), rel.norm(dim=-1), atol=1e-5)  # a rigid turn
-    assert torch.allclose(moved[..., 2], rel[..., 2], atol=1e-5)  # about the optical axis
-    # the 2D spine (pelvis -> thorax) points anywhere in [-90, 90] degrees from image-up
-    spine = x2[:, 8] - x2[:, 0]
-    roll = torch.rad2deg(torch.atan2(spine[:, 0], -spine[:, 1]))
-    assert roll.min() < -60 and roll.max() > 60 and roll.abs().max() <= 95
-    pinhole = x3[..., :2] / x3[..., 2:] * lens[:, None, :2] + lens[:, None, 2:4]
-    assert torch.allclose(x2, pinhole, atol=1e-5)
-    with pytest.raises(ConfigError, match="-180 <= low <= high <= 180"):
-        validate(tiny_cfg(tmp_path, "model.refilm.roll=[-200,0]"))
-
-
 def test_refilm_is_off_by_default_reaches_only_its_pairs_and_refuses_bad_ranges(tmp_path,
                                                                                  monkeypatch):
     model = _module(tmp_path).train()

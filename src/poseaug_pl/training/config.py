@@ -192,10 +192,6 @@ CHECKS.update(
         ),
         "model.refilm.focal": _range(positive=True),
         "model.refilm.depth": _range(positive=True),
-        "model.refilm.roll": (
-            (lambda v: _range()[0](v) and -180 <= v[0] and v[1] <= 180),
-            "[low, high] degrees with -180 <= low <= high <= 180",
-        ),
         **{
             f"model.{role}.name": (
                 (lambda v, t=table: v in t),

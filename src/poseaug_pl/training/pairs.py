@@ -17,11 +17,7 @@
   stronger perspective. Each estimator training pair gets a pinhole of focal length drawn from
   ``focal`` (half-widths) and its root moved along its viewing ray to a depth drawn from
   ``depth`` (metres); the pose itself, its orientation to the camera and the principal point
-  stay. Pairs that leave the image are dropped as the augmented ones are. ``roll`` (degrees)
-  also turns the camera about its optical axis: Human3.6M's cameras are level, while footage in
-  the wild is filmed with tilted hand-held cameras or stored sideways (a phone's orientation
-  kept in metadata that video readers ignore; MuPoTS-3D's TS6 is filmed rolled by about 90
-  degrees), and a lifter that only saw upright 2D cannot lift a sideways person.
+  stay. Pairs that leave the image are dropped as the augmented ones are.
 """
 
 from __future__ import annotations
@@ -32,9 +28,8 @@ from torch import nn
 from poseaug_pl.geometry import skeleton as sk
 from poseaug_pl.geometry.camera import project_to_2d
 
-#: `refilm`'s ranges, in the order `PairTransforms.refilm` draws them (``roll`` only when its
-#: range is not ``[0, 0]``, so that runs without it draw the same numbers as before it existed).
-REFILM_KEYS = ("focal", "depth", "roll")
+#: `refilm`'s ranges, in the order `PairTransforms.refilm` draws them.
+REFILM_KEYS = ("focal", "depth")
 #: `definition_jitter`'s factors, in the order `skeleton.redefine_joints` takes them.
 JITTER_KEYS = ("hip_width", "hip_drop", "head", "clavicle", "hip_forward")
 
@@ -49,8 +44,8 @@ class PairTransforms(nn.Module):
         definition_jitter: ``{pairs: none | augmented | all, <JITTER_KEYS>: [low, high]}``
             (``hip_forward`` may be left out: no forward shift) or None (off). The values are
             checked where the config is (`poseaug_pl.training.config`).
-        refilm: ``{pairs: none | augmented | all, focal: [low, high], depth: [low, high],
-            roll: [low, high]}`` (``roll`` in degrees; left out: ``[0, 0]``) or None (off).
+        refilm: ``{pairs: none | augmented | all, focal: [low, high], depth: [low, high]}`` or
+            None (off).
     """
 
     def __init__(self, bone_swap: bool, definition_jitter: dict | None,
@@ -60,12 +55,9 @@ class PairTransforms(nn.Module):
         #: which estimator pairs are re-filmed: None, "augmented" or "all"
         pairs = refilm.get("pairs", "none")
         self.refilm_pairs = None if pairs in (None, "none") else pairs
-        rows = [list(refilm.get(k, [0.0, 0.0])) for k in REFILM_KEYS] if self.refilm_pairs else []
+        rows = [refilm[k] for k in REFILM_KEYS] if self.refilm_pairs else []
         refilm_ranges = torch.tensor(rows, dtype=torch.float32).reshape(-1, 2)
-        refilm_ranges[2:] *= torch.pi / 180  # roll in radians
-        self.register_buffer("refilm_ranges", refilm_ranges, persistent=False)  # (3, 2) or (0, 2)
-        #: whether the re-filming rolls the camera (a Python flag: no host sync per step)
-        self.refilm_rolls = bool(self.refilm_pairs) and any(refilm.get("roll", [0.0, 0.0]))
+        self.register_buffer("refilm_ranges", refilm_ranges, persistent=False)  # (2, 2) or (0, 2)
         self.bone_swap = bone_swap
         jitter = definition_jitter or {}
         pairs = jitter.get("pairs", "none")
@@ -99,17 +91,14 @@ class PairTransforms(nn.Module):
         return self.refilm_pairs in (pairs, "all")
 
     def refilm(self, pose3d: torch.Tensor, cam: torch.Tensor):
-        """``(pose2d, pose3d, cam)``: each pose (with the camera rolled by a random angle about
-        its optical axis, when ``roll`` is on) moved along its root's viewing ray to a random
+        """``(pose2d, pose3d, cam)``: each pose moved along its root's viewing ray to a random
         depth and projected through a pinhole of random focal length (same principal point and
         aspect, no distortion). pose3d: (B, 16, 3) camera frame; cam: (B, 9) normalised."""
         if cam is None:
             raise ValueError("refilm needs the camera intrinsics of its pairs")
-        lo, hi = self.refilm_ranges[:2].unbind(-1)  # (2,)
+        lo, hi = self.refilm_ranges.unbind(-1)  # (2,)
         u = torch.rand(pose3d.shape[0], 2, device=pose3d.device, dtype=pose3d.dtype)
         focal, depth = (lo + (hi - lo) * u).unbind(-1)
-        if self.refilm_rolls:
-            pose3d = roll_camera(pose3d, self.refilm_ranges[2])
         lens = torch.zeros_like(cam)
         lens[:, 0] = focal
         lens[:, 1] = focal * cam[:, 1] / cam[:, 0]
@@ -127,15 +116,3 @@ class PairTransforms(nn.Module):
         u = torch.rand(pose3d.shape[0], len(lo), device=pose3d.device, dtype=pose3d.dtype)
         moved = sk.redefine_joints(pose3d, *(lo + (hi - lo) * u).unbind(-1))
         return pose2d + project_to_2d(moved, cam) - project_to_2d(pose3d, cam), moved
-
-
-def roll_camera(pose3d: torch.Tensor, angle_range: torch.Tensor) -> torch.Tensor:
-    """(B, J, 3) camera-frame poses seen by their camera rolled about its optical axis by an
-    angle drawn per pose from U(low, high) (radians, ``angle_range``: (2,)). Through a pinhole,
-    the 2D turns by the same angle about the principal point."""
-    lo, hi = angle_range.unbind(-1)
-    angle = lo + (hi - lo) * torch.rand(pose3d.shape[0], 1, device=pose3d.device,
-                                        dtype=pose3d.dtype)  # fmt: skip
-    c, s = angle.cos(), angle.sin()
-    x, y, z = pose3d.unbind(-1)
-    return torch.stack([c * x - s * y, s * x + c * y, z], -1)
