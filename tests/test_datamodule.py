@@ -196,6 +196,32 @@ def test_raised_camera_adds_refilmed_copies_of_the_test_sets(tmp_path):
     assert torch.equal(again.test_sets["mini_raised"].pose2d, mini.pose2d)
 
 
+def test_sideways_footage_of_a_cross_set_is_turned_upright(tmp_path, caplog):
+    """A sequence filmed with the camera rolled by 90 degrees is turned back (2D about the
+    principal point, 3D about the optical axis); upright sequences are left as they are."""
+    import logging
+
+    x = torch.as_tensor(small_synthetic().load_splits()[1]["synthetic"].pose3d[:200])
+    intr = torch.tensor([2.2, 2.2, 0.05, -0.2, 0, 0, 0, 0, 0])
+    rolled = torch.stack([-x[..., 1], x[..., 0], x[..., 2]], -1)  # camera rolled: 90 degrees
+    pose3d = torch.cat([x, rolled])
+    path = tmp_path / "mix.npz"
+    np.savez(path, pose3d=pose3d.numpy(), pose2d=camera.project_to_2d(pose3d, intr).numpy(),
+             cam=intr.expand(2 * len(x), 9).numpy(), subject=np.array(["A", "B"]).repeat(len(x)))
+    with caplog.at_level(logging.INFO):
+        d = small_synthetic(cross_sets={"mix": str(path)})
+        d.setup("test")
+    mix = d.test_sets["mix"]
+    assert "mix: B is filmed sideways: turned upright (-90 degrees" in caplog.text
+    assert "mix: A" not in caplog.text
+    torch.testing.assert_close(mix.pose3d, torch.cat([x, x]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(mix.pose2d, camera.project_to_2d(torch.cat([x, x]), intr),
+                               atol=1e-5, rtol=0)  # fmt: skip
+    given = small_synthetic(cross_sets={"mix": str(path)}, upright=False)
+    given.setup("test")
+    assert torch.equal(given.test_sets["mix"].pose3d, pose3d)
+
+
 def test_a_root_centred_cross_set_gets_no_raised_copy(tmp_path, caplog):
     """SPIN's 3DHP file holds root-centred 3D: the camera's position is unknown, so it cannot be
     re-filmed; the other sets still are."""

@@ -23,7 +23,7 @@ from poseaug_pl.data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, load_h36m
 from poseaug_pl.data.loader import EpochSampler, TensorBatches
 from poseaug_pl.data.poseset import DataError, PoseSet
 from poseaug_pl.data.synthetic import generate
-from poseaug_pl.data.views import raise_camera
+from poseaug_pl.data.views import raise_camera, upright
 from poseaug_pl.geometry import skeleton
 from poseaug_pl.geometry.camera import elevation_range
 from poseaug_pl.preflight import missing_cross_set, missing_h36m
@@ -78,6 +78,8 @@ class PoseDataModule(L.LightningDataModule):
         raised_camera: ``[low, high]`` degrees: also test on every test set (but
             ``synthetic_wild``) re-filmed from its camera raised by U(low, high), as
             ``<name>_raised``; None (default): no such sets.
+        upright: turn each cross set's sideways-filmed footage upright (`views.upright`), as a
+            video pipeline does before its 2D detector; False: the sets as given.
     """
 
     def __init__(
@@ -88,8 +90,10 @@ class PoseDataModule(L.LightningDataModule):
         cross_sets: dict | None = None,
         seed: int = 0,
         raised_camera=None,
+        upright: bool = True,
     ):
         super().__init__()
+        self.upright = bool(upright)
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if raised_camera is not None:
@@ -136,6 +140,11 @@ class PoseDataModule(L.LightningDataModule):
             if name in tests:
                 raise DataError(f"{path}: cross-set name {name!r} clashes with a built-in test set")
             tests[name] = self._cross.pop(name, None) or load_cross_set(path, name)
+            if self.upright:
+                tests[name], turned = upright(tests[name])
+                for footage, degrees in turned.items():
+                    log.info("%s: %s is filmed sideways: turned upright (%+d degrees; "
+                             "data.upright=false: as given)", name, footage, degrees)  # fmt: skip
         if self.raised_camera is not None:
             for name in [n for n in tests if n not in RANDOM_VIEW_SETS]:
                 raised = raise_camera(tests[name], *self.raised_camera, seed=RAISED_SEED)

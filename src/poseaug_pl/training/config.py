@@ -120,6 +120,7 @@ CHECKS = {
         "a mapping name: path, each name a letter then letters, digits, '_' or '-' (at most 64)",
     ),
     "data.raised_camera": VIEW_RANGE,
+    "data.upright": (lambda v: isinstance(v, bool), "true or false"),
     "model.warmup_epochs": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "an integer >= 0",
