@@ -277,6 +277,30 @@ def test_lifter_api_lifts_in_three_lines(ckpt, poses16):
     assert np.isfinite(lifter.lift(scored, (W, H))).all()
 
 
+def test_footage_filmed_sideways_is_lifted_upright_in_its_own_camera_frame(ckpt, poses16,
+                                                                           tmp_path):
+    """A track filmed with the camera rolled by 90 degrees: the lifter sees it turned upright and
+    the 3D comes back in the sideways camera's frame (the upright lift, rolled)."""
+    from poseaug_pl.geometry.camera import roll_points
+
+    centre = np.array([W / 2, H / 2])
+    sideways = (poses16 - centre) @ np.array([[0.0, 1.0], [-1.0, 0.0]]) + centre  # x,y -> -y,x
+    np.save(tmp_path / "kp.npy", sideways)
+    r = cli("predict", f"ckpt_path={ckpt}", f"input={tmp_path / 'kp.npy'}",
+            f"output={tmp_path / 'out.npz'}", f"image_width={W}", f"image_height={H}",
+            "flip=false")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "upright  the input is filmed sideways: lifted turned upright (-90 degrees" in r.stdout
+    lifter = Lifter.from_checkpoint(ckpt, flip=False)
+    upright = lifter.lift(poses16, (W, H), layout="poseaug16")
+    rolled = roll_points(torch.as_tensor(upright), np.pi / 2).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["pose3d"], rolled, atol=1e-5)
+    np.testing.assert_allclose(lifter.lift(sideways, (W, H), layout="poseaug16"), rolled,
+                               atol=1e-5)  # fmt: skip
+    given = lifter.lift(sideways, (W, H), layout="poseaug16", upright=False)
+    assert np.abs(given - rolled).max() > 1e-3  # as given, the lifter sees a sideways person
+
+
 def test_lift_on_invalid_raise_or_nan(ckpt, poses16):
     lifter = Lifter.from_checkpoint(ckpt)
     scored = np.concatenate([poses16, np.ones((40, 16, 1))], -1)

@@ -52,6 +52,9 @@ def check(cfg: DictConfig) -> None:
         or not (0 <= cfg.min_score <= 1)
     ):
         raise ConfigError(f"config: min_score must be a number in [0, 1], got {cfg.min_score!r}")
+    for key in ("flip", "upright", "fill_missing"):
+        if not isinstance(cfg.get(key, True), bool):
+            raise ConfigError(f"config: {key} must be true or false, got {cfg.get(key)!r}")
     for key in ("batch_size", "figure_frames", "animation_frames", "fps"):
         v = cfg.get(key)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -83,7 +86,10 @@ def predict(cfg: DictConfig) -> dict:
     lifter = Lifter(load_estimator(cfg.ckpt_path), device=cfg.device, flip=bool(cfg.flip),
                     batch_size=int(cfg.batch_size))  # fmt: skip
     pose3d = np.full((len(kp), len(JOINT_NAMES), 3), np.nan, np.float32)
-    pose3d[prep.valid] = lifter.lift_normalised(prep.pose2d[prep.valid])
+    if cfg.get("upright", True):
+        pose3d[prep.valid], turned = lifter.lift_upright(prep.pose2d[prep.valid])
+    else:
+        pose3d[prep.valid], turned = lifter.lift_normalised(prep.pose2d[prep.valid]), 0
     pose2d = np.where(prep.valid[:, None, None], prep.pose2d, np.nan).astype(np.float32)
     names = np.array([kp.tracks[t] if t >= 0 else "" for t in kp.track])
     with atomic_output(cfg.output) as tmp, open(tmp, "wb") as f:
@@ -99,6 +105,9 @@ def predict(cfg: DictConfig) -> dict:
     print(f"lifted   {n_valid} poses in {lifter.last_seconds:.2f} s "
           f"({summary['poses_per_second']:,.0f} poses/s) on {lifter.device}"
           f"{', flip test-time augmentation' if cfg.flip else ''}")  # fmt: skip
+    if turned:
+        print(f"upright  the input is filmed sideways: lifted turned upright ({turned:+d} degrees;"
+              " upright=false: as given); pose3d is in the input's own camera frame")  # fmt: skip
     print(f"filled   {prep.filled} joints from neighbouring frames of their track")
     print(f"dropped  {summary['dropped']} poses with joints below min_score={cfg.min_score} that "
           "could not be filled (valid=false, NaN rows)")  # fmt: skip

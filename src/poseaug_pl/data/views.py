@@ -12,12 +12,19 @@ The copies are exact projections of the 3D poses: with a detector's 2D keypoints
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
 from poseaug_pl.data.poseset import DataError, PoseSet
-from poseaug_pl.geometry.camera import elevation_range, fit_pinhole, project_to_2d, raise_randomly
+from poseaug_pl.geometry.camera import (
+    QUARTER,
+    elevation_range,
+    fit_pinhole,
+    project_to_2d,
+    quarter_turns,
+    raise_randomly,
+    roll_points,
+)
 
 #: Suffix of a raised-camera copy of a test set (``h36m`` -> ``h36m_raised``).
 RAISED_SUFFIX = "_raised"
@@ -61,13 +68,6 @@ def raise_camera(data: PoseSet, low_deg: float, high_deg: float, seed: int = 0) 
     return dataclasses.replace(data, name=data.name + RAISED_SUFFIX, pose3d=pose3d, pose2d=pose2d)
 
 
-#: A group of rows is filmed sideways (or upside down) when the median angle of its people's 2D
-#: body axis (pelvis to thorax) from image-up is nearer a non-zero multiple of 90 degrees than
-#: 0: a video stored with its camera rolled, as a phone's whose orientation sits in metadata
-#: that readers ignore (MuPoTS-3D's TS6).
-QUARTER = math.pi / 2
-
-
 def upright(data: PoseSet) -> tuple[PoseSet, dict[str, int]]:
     """``data`` with each sideways-filmed sequence turned upright by quarter turns, and which.
 
@@ -75,25 +75,22 @@ def upright(data: PoseSet) -> tuple[PoseSet, dict[str, int]]:
     ground-truth 2D skips that step, and a lifter trained on upright people (Human3.6M's level
     cameras) reads a sideways person as garbage. The rows of one ``subject`` (and ``camera``,
     when the set has one) are one piece of footage: their median body-axis angle decides its
-    quarter turns k (`QUARTER`). Turning is exact: the camera rolls about its optical axis, so
-    the 3D turns by k x 90 degrees about the camera's z axis and the 2D by the same angle about
-    the principal point (``data.cam``'s, else the image centre, the origin of normalised
-    coordinates). Root-relative errors (MPJPE, PA-MPJPE, 3DPCK) of a prediction are the same in
-    either frame; only what the lifter sees changes.
+    quarter turns k (`geometry.camera.quarter_turns`). Turning is exact: the camera rolls about
+    its optical axis, so the 3D turns by k x 90 degrees about the camera's z axis and the 2D by
+    the same angle about the principal point (``data.cam``'s, else the image centre, the origin
+    of normalised coordinates). Root-relative errors (MPJPE, PA-MPJPE, 3DPCK) of a prediction
+    are the same in either frame; only what the lifter sees changes.
 
     Returns:
         The set (itself when no footage is sideways) and ``{footage name: degrees turned}``
         (-90, 90 or 180; positive turns clockwise on screen).
     """
-    axis = data.pose2d[:, 8] - data.pose2d[:, 0]
-    angle = torch.atan2(axis[:, 0], -axis[:, 1])  # from image-up, clockwise on screen
     group = data.subject * 1000 + (data.camera if data.camera is not None else 0)
     turns = torch.zeros(len(data.pose2d))
     turned = {}
     for g in torch.unique(group).tolist():
         rows = group == g
-        k = int(torch.round(angle[rows].median() / QUARTER)) % 4
-        if k:
+        if k := quarter_turns(data.pose2d[rows]):
             turns[rows] = k
             name = data.subjects[g // 1000] if data.subjects else str(g // 1000)
             if data.camera is not None:
@@ -101,11 +98,7 @@ def upright(data: PoseSet) -> tuple[PoseSet, dict[str, int]]:
             turned[name] = {1: -90, 2: 180, 3: 90}[k]
     if not turned:
         return data, {}
-    a = -turns * QUARTER
-    c, s = a.cos()[:, None], a.sin()[:, None]
-    centre = data.cam[:, None, 2:4] if data.cam is not None else torch.zeros(1, 1, 2)
-    u = data.pose2d - centre
-    pose2d = torch.stack([c * u[..., 0] - s * u[..., 1], s * u[..., 0] + c * u[..., 1]], -1)
-    x, y, z = data.pose3d.unbind(-1)
-    pose3d = torch.stack([c * x - s * y, s * x + c * y, z], -1)
-    return dataclasses.replace(data, pose2d=pose2d + centre, pose3d=pose3d), turned
+    angle = (-turns * QUARTER)[:, None]
+    centre = data.cam[:, None, 2:4] if data.cam is not None else None
+    pose2d = roll_points(data.pose2d, angle, centre)
+    return dataclasses.replace(data, pose2d=pose2d, pose3d=roll_points(data.pose3d, angle)), turned

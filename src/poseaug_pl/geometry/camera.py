@@ -263,3 +263,34 @@ def h36m_camera_arrays(subjects=H36M_SUBJECTS) -> dict[str, torch.Tensor]:
         "intrinsics": stack(lambda c: c.intrinsics()),
         "res": stack(lambda c: np.array([c.res_w, c.res_h], dtype=np.float64)),
     }
+
+
+#: A quarter turn of the camera about its optical axis, radians.
+QUARTER = math.pi / 2
+
+
+def quarter_turns(pose2d: torch.Tensor) -> int:
+    """How many quarter turns (0-3) footage was filmed rolled by: the median angle of its 2D
+    body axes (pelvis to thorax, PoseAug's joints 0 and 8) from image-up, clockwise on screen,
+    rounded to a multiple of 90 degrees. 0 for upright footage (its people within 45 degrees
+    of upright in most frames), 1 for footage stored sideways, as a phone's whose orientation
+    sits in metadata that video readers ignore. pose2d: (N, 16, 2), N >= 1."""
+    axis = pose2d[:, 8] - pose2d[:, 0]
+    angle = torch.atan2(axis[:, 0], -axis[:, 1])
+    return int(torch.round(angle.median() / QUARTER)) % 4
+
+
+def roll_points(points: torch.Tensor, angle, centre=None) -> torch.Tensor:
+    """``points`` (..., 2 or 3) seen by their camera rolled about its optical axis: x and y
+    turned by ``angle`` radians (a number or a tensor broadcastable to ``points[..., 0]``),
+    clockwise on screen (y points down), about ``centre`` (2D: the principal point; None: the
+    origin); z is kept. Through a pinhole with equal focal lengths, rolling the 3D about the
+    camera's z axis rolls its 2D by the same angle about the principal point, exactly."""
+    angle = torch.as_tensor(angle, dtype=points.dtype, device=points.device)
+    c, s = angle.cos(), angle.sin()
+    xy = points[..., :2] if centre is None else points[..., :2] - centre
+    x, y = xy.unbind(-1)
+    turned = torch.stack([c * x - s * y, s * x + c * y], -1)
+    if centre is not None:
+        turned = turned + centre
+    return torch.cat([turned, points[..., 2:]], -1)

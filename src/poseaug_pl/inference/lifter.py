@@ -28,7 +28,12 @@ from poseaug_pl.data.layouts import (
     to_poseaug16,
 )
 from poseaug_pl.data.poseset import DataError
-from poseaug_pl.geometry.camera import normalize_screen_coordinates
+from poseaug_pl.geometry.camera import (
+    QUARTER,
+    normalize_screen_coordinates,
+    quarter_turns,
+    roll_points,
+)
 from poseaug_pl.geometry.skeleton import NUM_JOINTS, flip_average
 from poseaug_pl.models.ckpt import build_network, load_weights, read_checkpoint, sub_state
 
@@ -228,8 +233,21 @@ class Lifter:
         self.last_seconds = time.perf_counter() - t0
         return torch.cat(out).numpy() if out else np.zeros((0, NUM_JOINTS, 3), np.float32)
 
+    def lift_upright(self, pose2d) -> tuple[np.ndarray, int]:
+        """`lift_normalised` of one piece of footage, turned upright first when it was filmed
+        sideways or upside down (`geometry.camera.quarter_turns` of its poses): the 2D turns
+        about the image centre, the lifted 3D turns back, so the result is in the footage's
+        own camera frame. Returns the 3D and the degrees the input was turned (0: as given)."""
+        x = torch.as_tensor(np.asarray(pose2d), dtype=torch.float32)
+        k = quarter_turns(x) if len(x) else 0
+        if not k:
+            return self.lift_normalised(x), 0
+        lifted = torch.as_tensor(self.lift_normalised(roll_points(x, -k * QUARTER)))
+        return roll_points(lifted, k * QUARTER).numpy(), {1: -90, 2: 180, 3: 90}[k]
+
     def lift(self, keypoints, image_size, layout: str = "coco", min_score: float = 0.3,
-             fill: bool = True, on_invalid: str = "raise") -> np.ndarray:  # fmt: skip
+             fill: bool = True, on_invalid: str = "raise",
+             upright: bool = True) -> np.ndarray:  # fmt: skip
         """Lift pixel keypoints of one track (the rows are frames in order) to 3D.
 
         Args:
@@ -240,6 +258,8 @@ class Lifter:
                 when ``fill``).
             on_invalid: ``raise`` (a pose that cannot be completed is an error) or ``nan`` (its
                 row is NaN).
+            upright: lift a track filmed sideways turned upright (`lift_upright`); False: as
+                given.
 
         Returns:
             (N, 16, 3) float32 root-relative camera-frame joints in metres (PoseAug's order).
@@ -259,5 +279,6 @@ class Lifter:
                 "that could not be filled; pass on_invalid='nan' to get NaN rows"
             )
         out = np.full((len(prep.valid), NUM_JOINTS, 3), np.nan, np.float32)
-        out[prep.valid] = self.lift_normalised(prep.pose2d[prep.valid])
+        valid = prep.pose2d[prep.valid]
+        out[prep.valid] = self.lift_upright(valid)[0] if upright else self.lift_normalised(valid)
         return out
