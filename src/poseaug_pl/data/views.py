@@ -18,6 +18,7 @@ import torch
 from poseaug_pl.data.poseset import DataError, PoseSet
 from poseaug_pl.geometry.camera import (
     QUARTER,
+    UPRIGHT_DEGREES,
     elevation_range,
     fit_pinhole,
     project_to_2d,
@@ -95,7 +96,7 @@ def upright(data: PoseSet) -> tuple[PoseSet, dict[str, int]]:
             name = data.subjects[g // 1000] if data.subjects else str(g // 1000)
             if data.camera is not None:
                 name += f" camera {g % 1000}"
-            turned[name] = {1: -90, 2: 180, 3: 90}[k]
+            turned[name] = UPRIGHT_DEGREES[k]
     if not turned:
         return data, {}
     angle = (-turns * QUARTER)[:, None]

@@ -267,6 +267,8 @@ def h36m_camera_arrays(subjects=H36M_SUBJECTS) -> dict[str, torch.Tensor]:
 
 #: A quarter turn of the camera about its optical axis, radians.
 QUARTER = math.pi / 2
+#: `quarter_turns`' k -> the degrees that turn such footage upright (positive: clockwise on screen).
+UPRIGHT_DEGREES = {1: -90, 2: 180, 3: 90}
 
 
 def quarter_turns(pose2d: torch.Tensor) -> int:

@@ -30,6 +30,7 @@ from poseaug_pl.data.layouts import (
 from poseaug_pl.data.poseset import DataError
 from poseaug_pl.geometry.camera import (
     QUARTER,
+    UPRIGHT_DEGREES,
     normalize_screen_coordinates,
     quarter_turns,
     roll_points,
@@ -243,7 +244,7 @@ class Lifter:
         if not k:
             return self.lift_normalised(x), 0
         lifted = torch.as_tensor(self.lift_normalised(roll_points(x, -k * QUARTER)))
-        return roll_points(lifted, k * QUARTER).numpy(), {1: -90, 2: 180, 3: 90}[k]
+        return roll_points(lifted, k * QUARTER).numpy(), UPRIGHT_DEGREES[k]
 
     def lift(self, keypoints, image_size, layout: str = "coco", min_score: float = 0.3,
              fill: bool = True, on_invalid: str = "raise",
