@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CPU-sized real-data ablation of PoseAug (docs/results.md, "Human3.6M, CPU-sized protocol"). Per seed: a baseline
+# The CPU-sized real-data ablation of PoseAug (docs/results.md, "MPI-INF-3DHP family: MuPoTS-3D
+# development half"). Per seed: a baseline
 # near its plateau, a stand-alone augmentor pretraining, then three equal-budget continuations of
 # the baseline (the same number of estimator updates): control (real pairs only), Variant A
 # (augmentation without feedback) and PoseAug; every run tested at its last epoch on Human3.6M

@@ -212,7 +212,7 @@ def test_sideways_footage_of_a_cross_set_is_turned_upright(tmp_path, caplog):
         d = small_synthetic(cross_sets={"mix": str(path)})
         d.setup("test")
     mix = d.test_sets["mix"]
-    assert "mix: B is filmed sideways: turned upright (-90 degrees" in caplog.text
+    assert "mix: B is filmed sideways or upside down: turned upright (-90 degrees" in caplog.text
     assert "mix: A" not in caplog.text
     torch.testing.assert_close(mix.pose3d, torch.cat([x, x]), atol=1e-5, rtol=0)
     torch.testing.assert_close(mix.pose2d, camera.project_to_2d(torch.cat([x, x]), intr),

@@ -290,7 +290,8 @@ def test_footage_filmed_sideways_is_lifted_upright_in_its_own_camera_frame(ckpt,
             f"output={tmp_path / 'out.npz'}", f"image_width={W}", f"image_height={H}",
             "flip=false")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "upright  the input is filmed sideways: lifted turned upright (-90 degrees" in r.stdout
+    assert ("upright  the input is filmed sideways or upside down: lifted turned upright "
+            "(-90 degrees") in r.stdout
     lifter = Lifter.from_checkpoint(ckpt, flip=False)
     upright = lifter.lift(poses16, (W, H), layout="poseaug16")
     rolled = roll_points(torch.as_tensor(upright), np.pi / 2).numpy()

@@ -203,7 +203,7 @@ def precheck(command: str, args: list[str]) -> None:
     """Compose ``command``'s config from the command line's ``args`` before the command loads
     torch and Lightning (seconds): a misspelt experiment, group option or key, an override that
     does not parse, a wrong value or a missing file (`poseaug_pl.preflight.problem`) ends the
-    program here with the same one line as later (exit 2), in about a second. Anything else is
+    program here with the same one line as later (exit 2), in well under a second. Anything else is
     left to the command. Called by ``poseaug_pl/__init__.py`` when the package starts as
     ``python -m poseaug_pl.<command>``; skipped with Hydra's own flags (``--help``, ``-m``, ...)
     and ``HYDRA_FULL_ERROR=1``."""

@@ -6,7 +6,8 @@ missing joints from neighbouring frames of the same track, lifts every complete 
 checkpoint's estimator (`poseaug_pl.inference.lifter.Lifter`) and writes ``OUT.npz``:
 
 * ``pose3d`` (N, 16, 3) float32 root-relative camera-frame metres (NaN where ``valid`` is false);
-* ``pose2d`` (N, 16, 2) float32 the normalised 2D input actually used (NaN where not valid);
+* ``pose2d`` (N, 16, 2) float32 the normalised 2D input as given, before any upright turn (NaN
+  where not valid);
 * ``valid`` (N,) bool; ``frame`` (N,) int64; ``track`` (N,) str (video name, ``""`` for lone
   images); ``image_id`` (N,) int64 (COCO image id, -1 elsewhere); ``joint_names`` (16,) str;
 * ``outside`` (N,) bool: the pose has a keypoint (score at least ``min_score``) more than 10% of
@@ -106,8 +107,9 @@ def predict(cfg: DictConfig) -> dict:
           f"({summary['poses_per_second']:,.0f} poses/s) on {lifter.device}"
           f"{', flip test-time augmentation' if cfg.flip else ''}")  # fmt: skip
     if turned:
-        print(f"upright  the input is filmed sideways: lifted turned upright ({turned:+d} degrees;"
-              " upright=false: as given); pose3d is in the input's own camera frame")  # fmt: skip
+        print("upright  the input is filmed sideways or upside down: lifted turned upright "
+              f"({turned:+d} degrees; upright=false: as given); pose3d is in the input's own "
+              "camera frame")  # fmt: skip
     print(f"filled   {prep.filled} joints from neighbouring frames of their track")
     print(f"dropped  {summary['dropped']} poses with joints below min_score={cfg.min_score} that "
           "could not be filled (valid=false, NaN rows)")  # fmt: skip

@@ -2,7 +2,7 @@
 
 `poseaug_pl.cli.precheck` composes the command line's config and calls `problem` before the
 command imports torch and Lightning (5-30 seconds), so that a wrong value or a missing file
-costs about a second. The commands make the same checks later with the same functions (the
+costs well under a second. The commands make the same checks later with the same functions (the
 datamodules, `poseaug_pl.models.ckpt.read_checkpoint`, `poseaug_pl.data.keypoints`), so the line
 is the same either way. No torch here.
 """

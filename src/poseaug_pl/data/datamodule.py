@@ -143,8 +143,9 @@ class PoseDataModule(L.LightningDataModule):
             if self.upright:
                 tests[name], turned = upright(tests[name])
                 for footage, degrees in turned.items():
-                    log.info("%s: %s is filmed sideways: turned upright (%+d degrees; "
-                             "data.upright=false: as given)", name, footage, degrees)  # fmt: skip
+                    log.info("%s: %s is filmed sideways or upside down: turned upright "
+                             "(%+d degrees; data.upright=false: as given)",
+                             name, footage, degrees)  # fmt: skip
         if self.raised_camera is not None:
             for name in [n for n in tests if n not in RANDOM_VIEW_SETS]:
                 raised = raise_camera(tests[name], *self.raised_camera, seed=RAISED_SEED)

@@ -1,4 +1,5 @@
-"""Novel-view test sets: a set's own poses re-filmed from a raised camera.
+"""Test sets seen differently: a set's own poses re-filmed from a raised camera
+(`raise_camera`), and footage filmed sideways turned upright (`upright`).
 
 Human3.6M's and HumanEva-I's cameras sit near chest height; MPI-INF-3DHP and 3DPW also film from
 above. `raise_camera` keeps a set's real poses, skeleton and lens and changes only the camera's
@@ -77,9 +78,9 @@ def upright(data: PoseSet) -> tuple[PoseSet, dict[str, int]]:
     cameras) reads a sideways person as garbage. The rows of one ``subject`` (and ``camera``,
     when the set has one) are one piece of footage: their median body-axis angle decides its
     quarter turns k (`geometry.camera.quarter_turns`). Turning is exact: the camera rolls about
-    its optical axis, so the 3D turns by k x 90 degrees about the camera's z axis and the 2D by
-    the same angle about the principal point (``data.cam``'s, else the image centre, the origin
-    of normalised coordinates). Root-relative errors (MPJPE, PA-MPJPE, 3DPCK) of a prediction
+    its optical axis, so the 3D turns by ``UPRIGHT_DEGREES[k]`` about the camera's z axis and the
+    2D by the same angle about the principal point (``data.cam``'s, else the image centre, the
+    origin of normalised coordinates). Root-relative errors (MPJPE, PA-MPJPE, 3DPCK) of a prediction
     are the same in either frame; only what the lifter sees changes.
 
     Returns:

@@ -17,7 +17,8 @@
   stronger perspective. Each estimator training pair gets a pinhole of focal length drawn from
   ``focal`` (half-widths) and its root moved along its viewing ray to a depth drawn from
   ``depth`` (metres); the pose itself, its orientation to the camera and the principal point
-  stay. Pairs that leave the image are dropped as the augmented ones are.
+  stay. Augmented pairs that leave the image are dropped as before; re-filmed real pairs
+  (``pairs: all``) are all kept.
 """
 
 from __future__ import annotations
