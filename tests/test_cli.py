@@ -114,6 +114,21 @@ def test_cpu_protocol_continuations_have_the_controls_estimator_budget(run):
     assert _estimator_passes(run) == _estimator_passes("control_h36m_cpu") == 12
 
 
+def test_cpu_protocol_drops_dropout_after_the_baseline_and_only_there():
+    """Early dropout: the baseline learns with VideoPose's 0.25, the three equal-budget
+    continuations without it; the paper-sized experiments keep 0.25 throughout."""
+
+    def dropout(experiment):
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            return compose("train", overrides=[f"experiment={experiment}"]).model.estimator.dropout
+
+    assert dropout("baseline_h36m_cpu") == 0.25
+    for run in ("control_h36m_cpu", "variant_a_h36m_cpu", "poseaug_h36m_cpu"):
+        assert dropout(run) == 0.0, run
+    for run in ("baseline_h36m", "poseaug_h36m"):
+        assert dropout(run) == 0.25, run
+
+
 @pytest.mark.parametrize(
     "experiment", ["poseaug_synthetic", "poseaug_h36m_cpu", "variant_a_h36m_cpu"]
 )
